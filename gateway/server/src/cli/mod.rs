@@ -1,0 +1,4 @@
+//! Subcommands of `mimi`.
+
+pub(crate) mod content;
+pub(crate) mod input;

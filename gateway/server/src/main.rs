@@ -1,0 +1,51 @@
+//! `mimi`: the MIMI federation gateway command.
+//!
+//! Each subcommand lives in its own module under `cli/`; this file only parses arguments,
+//! runs the chosen command and turns errors into exit codes (1: the input is invalid,
+//! 2: usage or environment errors such as an unreadable file).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// The MIMI federation gateway.
+#[derive(Debug, Parser)]
+#[command(name = "mimi", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode, encode, identify and validate MIMI content messages (draft-ietf-mimi-content-08)
+    #[command(subcommand)]
+    Content(cli::content::ContentCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Content(c) => cli::content::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("mimi: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `mimi ... | head` must not report an error (ripgrep does the same).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
