@@ -23,12 +23,15 @@ enum Command {
     /// Decode, encode, identify and validate MIMI content messages (draft-ietf-mimi-content-08)
     #[command(subcommand)]
     Content(cli::content::ContentCommand),
+    /// Decode MIMI protocol bodies to JSON, or encode JSON back to bytes (draft-ietf-mimi-protocol-06)
+    Inspect(cli::inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Content(c) => cli::content::run(c),
+        Command::Inspect(a) => cli::inspect::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,4 @@
 
 pub(crate) mod content;
 pub(crate) mod input;
+pub(crate) mod inspect;
