@@ -4,7 +4,7 @@
 //!
 //! All component IDs are in [`ids`]; role capabilities in [`capability`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{Bytes, DecodeError, ErrorKind, Fixed32, Reader, Seg, Uri, Wire};
 use crate::mls::Credential;
@@ -951,6 +951,90 @@ impl Wire for MessageExpiration {
             })
         })
     }
+}
+
+/// One AppDataUpdate operation (draft-ietf-mls-extensions §4.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppDataOp {
+    /// `update`: the component-specific update payload.
+    Update(Vec<u8>),
+    /// `remove`.
+    Remove,
+}
+
+/// The effect of a commit's AppDataUpdate proposals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedAppData {
+    /// New value (`None` = removed) of every changed component.
+    pub changes: BTreeMap<u16, Option<Vec<u8>>>,
+    /// Participant-list role transitions (for authorization).
+    pub transitions: Vec<RoleTransition>,
+    /// Components other than the participant list that changed.
+    pub touched: BTreeSet<u16>,
+}
+
+/// Computes what a commit's AppDataUpdate proposals (in commit order) do to the dictionary:
+/// participant-list updates apply in order with the semantics of
+/// [`ParticipantListData::apply`]; every other known component's update replaces its value
+/// (after checking it decodes); unknown components are replaced or removed as given.
+///
+/// # Errors
+/// A message naming the component and what is wrong.
+pub fn resolve_app_data(
+    old: impl Fn(u16) -> Option<Vec<u8>>,
+    ops: &[(u16, AppDataOp)],
+) -> Result<ResolvedAppData, String> {
+    let mut out = ResolvedAppData::default();
+    let mut list_updates = Vec::new();
+    for (id, op) in ops {
+        match (*id, op) {
+            (ids::PARTICIPANT_LIST, AppDataOp::Update(d)) => {
+                list_updates.push(
+                    ParticipantListUpdate::from_bytes(d)
+                        .map_err(|e| format!("participant_list update: {e}"))?,
+                );
+            }
+            (ids::PARTICIPANT_LIST, AppDataOp::Remove) => {
+                return Err("the participant list cannot be removed".into());
+            }
+            (id, AppDataOp::Update(d)) => {
+                let check = match id {
+                    ids::ROOM_METADATA => RoomMetaData::from_bytes(d).map(drop),
+                    ids::ROLES_LIST => RoleData::from_bytes(d).map(drop),
+                    ids::PREAUTH_LIST => PreAuthData::from_bytes(d).map(drop),
+                    ids::BASE_ROOM_POLICY => BaseRoomPolicy::from_bytes(d).map(drop),
+                    ids::MLS_OPERATIONAL_POLICY => OperationalParameters::from_bytes(d).map(drop),
+                    ids::FRANKING_AGENT => FrankingAgentData::from_bytes(d).map(drop),
+                    ids::ASSET_POLICY => AssetPolicy::from_bytes(d).map(drop),
+                    ids::STATUS_NOTIFICATION_POLICY => {
+                        StatusNotificationPolicy::from_bytes(d).map(drop)
+                    }
+                    ids::MESSAGE_EXPIRATION_POLICY => MessageExpiration::from_bytes(d).map(drop),
+                    _ => Ok(()),
+                };
+                check
+                    .map_err(|e| format!("{} update: {e}", ids::name(id).unwrap_or("component")))?;
+                out.changes.insert(id, Some(d.clone()));
+                out.touched.insert(id);
+            }
+            (id, AppDataOp::Remove) => {
+                out.changes.insert(id, None);
+                out.touched.insert(id);
+            }
+        }
+    }
+    if !list_updates.is_empty() {
+        let current = old(ids::PARTICIPANT_LIST)
+            .map(|b| ParticipantListData::from_bytes(&b))
+            .transpose()
+            .map_err(|e| format!("participant_list: {e}"))?
+            .unwrap_or_default();
+        let (new, t) = current.apply(&list_updates).map_err(|e| e.to_string())?;
+        out.transitions = t;
+        out.changes
+            .insert(ids::PARTICIPANT_LIST, Some(new.to_bytes()));
+    }
+    Ok(out)
 }
 
 crate::impl_tls_codec!(
