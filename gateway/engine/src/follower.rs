@@ -202,6 +202,13 @@ impl Engine {
             }
             ClientCall::Events { after, limit } => self.client_events(id, &client, after, limit),
             ClientCall::Ack { upto } => self.client_ack(id, &client, upto),
+            ClientCall::Whoami => self.respond(
+                id,
+                Response::json(
+                    200,
+                    &json!({"client_id": client.client_id, "user": client.user, "client_uri": client.client_uri}),
+                ),
+            ),
             ClientCall::Subscribe { room, on } => {
                 if !ids::is_room_uri(&room) {
                     return self.respond(
@@ -993,7 +1000,7 @@ impl Engine {
             .delivery_meta
             .get(&client.client_id)
             .is_some_and(|m| m.gap);
-        let body = json!({"events": events, "gap": gap});
+        let body = json!({"client": client.client_id, "events": events, "gap": gap});
         self.respond(id, Response::json(200, &body));
     }
 

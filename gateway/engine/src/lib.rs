@@ -165,6 +165,9 @@ pub enum ClientCall {
         /// Highest processed sequence number.
         upto: u64,
     },
+    /// Who the token belongs to: `{client_id, user, client_uri}` (the shell uses it to
+    /// authenticate uploads and to route wake-ups).
+    Whoami,
     /// Start or stop receiving a room's events (after an external join, or leaving).
     Subscribe {
         /// Room URI.

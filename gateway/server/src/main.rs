@@ -25,6 +25,10 @@ enum Command {
     Content(cli::content::ContentCommand),
     /// Decode MIMI protocol bodies to JSON, or encode JSON back to bytes (draft-ietf-mimi-protocol-06)
     Inspect(cli::inspect::InspectArgs),
+    /// Write a development federation: one CA, a certificate and a config per domain
+    Init(cli::init::InitArgs),
+    /// Run a gateway (a development gateway under ./mimi-data without --config)
+    Run(cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Content(c) => cli::content::run(c),
         Command::Inspect(a) => cli::inspect::run(a),
+        Command::Init(a) => cli::init::run(a),
+        Command::Run(a) => cli::run::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,392 @@
+//! The one handler set for MIMI federation requests, whatever the transport (HTTP/3 or
+//! HTTPS). It enforces, in order: a verified peer identity (the client certificate's domain),
+//! `Host` naming us, `From: mimi@<domain>` equal to the certificate's domain, the endpoint and
+//! method, the media type, the body size, and the peer's rate and concurrency; then hands the
+//! request to the engine. Every refusal says which check failed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Method;
+use mimi_proto::directory::{Directory, Endpoint, WELL_KNOWN_PATH, parse_path};
+
+use crate::driver::EngineHandle;
+use crate::limits::{Admission, Permit, Refused};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tls::PeerError;
+
+/// Why a body was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Larger than the endpoint allows.
+    TooLarge(usize),
+    /// The transport failed while reading.
+    Broken(String),
+}
+
+/// A request head as the transports hand it over (the body is read only once the head is
+/// admitted, so an unauthenticated or over-limit peer never makes us buffer a body).
+#[derive(Debug)]
+pub struct Head {
+    /// Method.
+    pub method: Method,
+    /// Path (and query).
+    pub path: String,
+    /// `Host` / `:authority`.
+    pub host: Option<String>,
+    /// `From`.
+    pub from: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Length`, when declared.
+    pub content_length: Option<usize>,
+    /// The peer's identity from its certificate.
+    pub peer: Result<String, PeerError>,
+    /// `h3`, `h2` or `http/1.1`.
+    pub transport: &'static str,
+}
+
+enum Target {
+    Directory,
+    Asset(String),
+    Mimi(Endpoint, String),
+}
+
+/// A head that passed every check; holds the peer's in-flight slot until answered.
+pub struct Admitted {
+    peer: String,
+    label: String,
+    transport: &'static str,
+    target: Target,
+    /// The most body bytes to read.
+    pub limit: usize,
+    _permit: Permit,
+}
+
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("peer", &self.peer)
+            .field("endpoint", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response for the transports to send.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Status.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: String,
+    /// Body.
+    pub body: Bytes,
+    /// Retry-After (s).
+    pub retry_after: Option<u64>,
+}
+
+impl Outbound {
+    /// A plain-text response.
+    pub fn text(status: u16, msg: impl Into<String>) -> Self {
+        let mut b = msg.into();
+        b.push('\n');
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: Bytes::from(b),
+            retry_after: None,
+        }
+    }
+}
+
+/// The federation handler set.
+#[derive(Debug)]
+pub struct Federation {
+    domain: String,
+    prefix: String,
+    directory: String,
+    max_body: usize,
+    notify_max_body: usize,
+    engine: EngineHandle,
+    admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+}
+
+impl Federation {
+    /// A handler set for `domain`, advertising `public_base` (e.g. `https://a.example:4433/v1`).
+    pub fn new(
+        domain: &str,
+        prefix: &str,
+        public_base: &str,
+        max_body: usize,
+        notify_max_body: usize,
+        engine: EngineHandle,
+        admission: Arc<Admission>,
+        metrics: Arc<Metrics>,
+        store: Arc<Store>,
+    ) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            prefix: prefix.to_owned(),
+            directory: Directory::for_base(public_base).to_json(),
+            max_body,
+            notify_max_body,
+            engine,
+            admission,
+            metrics,
+            store,
+        }
+    }
+
+    /// Checks a request head: identity, `Host`, `From`, route, method, media type, declared
+    /// size, and the peer's rate and concurrency. A refusal is counted in the metrics.
+    ///
+    /// # Errors
+    /// The response to send instead of reading the body.
+    pub fn admit(&self, head: &Head) -> Result<Admitted, Outbound> {
+        let peer_label = head
+            .peer
+            .as_ref()
+            .map_or_else(|_| "unauthenticated".to_owned(), Clone::clone);
+        self.check(head)
+            .inspect_err(|(label, out)| {
+                self.metrics
+                    .request(label, out.status, &peer_label, head.transport);
+                tracing::debug!(status = out.status, endpoint = %label, "refused");
+            })
+            .map_err(|(_, out)| out)
+    }
+
+    fn check(&self, head: &Head) -> Result<Admitted, (String, Outbound)> {
+        let path = head.path.split('?').next().unwrap_or("").to_owned();
+        let peer = match &head.peer {
+            Ok(p) => p.clone(),
+            // A handshake without a certificate never gets here; a valid certificate that does
+            // not name an acceptable peer does.
+            Err(e) => {
+                return Err((
+                    "identity".into(),
+                    Outbound::text(403, format!("client certificate rejected: {e}")),
+                ));
+            }
+        };
+        match &head.host {
+            Some(host) => {
+                let name = host
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                    .map_or(host.as_str(), |(h, _)| h);
+                if !name.eq_ignore_ascii_case(&self.domain) {
+                    return Err((
+                        "host".into(),
+                        Outbound::text(
+                            403,
+                            format!("Host names {name}, but this gateway serves {}", self.domain),
+                        ),
+                    ));
+                }
+            }
+            None => {
+                return Err((
+                    "host".into(),
+                    Outbound::text(400, "missing Host (or :authority)"),
+                ));
+            }
+        }
+        let (label, target, limit, method) = if path == WELL_KNOWN_PATH {
+            ("directory".to_owned(), Target::Directory, 0, "GET")
+        } else {
+            match head.from.as_deref() {
+                None => {
+                    return Err((
+                        "from".into(),
+                        Outbound::text(
+                            401,
+                            format!(
+                                "missing From: mimi@<your domain> (your certificate says {peer})"
+                            ),
+                        ),
+                    ));
+                }
+                Some(from) => match from.trim().strip_prefix("mimi@") {
+                    Some(d) if d.eq_ignore_ascii_case(&peer) => {}
+                    Some(d) => {
+                        return Err((
+                            "from".into(),
+                            Outbound::text(
+                                403,
+                                format!(
+                                    "From names {d} but the client certificate authenticates {peer}"
+                                ),
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err((
+                            "from".into(),
+                            Outbound::text(
+                                401,
+                                format!("From must be mimi@<domain>, found {from:?}"),
+                            ),
+                        ));
+                    }
+                },
+            }
+            if let Some(id) = path.strip_prefix("/assets/") {
+                ("assets".to_owned(), Target::Asset(id.to_owned()), 0, "GET")
+            } else {
+                let route = parse_path(&path, &self.prefix)
+                    .map_err(|e| ("unknown".to_owned(), Outbound::text(404, e.to_string())))?;
+                let limit = if route.endpoint == Endpoint::Notify {
+                    self.notify_max_body
+                } else {
+                    self.max_body
+                };
+                (
+                    route.endpoint.name().to_owned(),
+                    Target::Mimi(route.endpoint, route.value),
+                    limit,
+                    route.endpoint.method(),
+                )
+            }
+        };
+        if head.method.as_str() != method {
+            return Err((
+                label.clone(),
+                Outbound::text(405, format!("{label} takes {method}")),
+            ));
+        }
+        if method == "POST" && !mimi_proto::media::accepts(head.content_type.as_deref()) {
+            return Err((
+                label,
+                Outbound::text(
+                    415,
+                    format!(
+                        "Content-Type {} is not a MIMI body; send application/octet-stream",
+                        head.content_type.clone().unwrap_or_default()
+                    ),
+                ),
+            ));
+        }
+        if head.content_length.is_some_and(|n| n > limit) {
+            return Err((
+                label.clone(),
+                Outbound::text(
+                    413,
+                    format!("the body exceeds the {limit}-byte limit of {label}"),
+                ),
+            ));
+        }
+        let permit = match self.admission.admit(&peer) {
+            Ok(p) => p,
+            Err(Refused::Rate(s)) => {
+                return Err((
+                    label,
+                    Outbound {
+                        retry_after: Some(s),
+                        ..Outbound::text(
+                            429,
+                            format!("{peer} exceeds its request rate; retry after {s} s"),
+                        )
+                    },
+                ));
+            }
+            Err(Refused::Concurrency(n)) => {
+                return Err((
+                    label,
+                    Outbound {
+                        retry_after: Some(1),
+                        ..Outbound::text(
+                            429,
+                            format!(
+                                "{peer} already has {n} requests in flight, the most this gateway allows; retry after 1 s"
+                            ),
+                        )
+                    },
+                ));
+            }
+        };
+        Ok(Admitted {
+            peer,
+            label,
+            transport: head.transport,
+            target,
+            limit,
+            _permit: permit,
+        })
+    }
+
+    /// Handles an admitted request with its body; answers 503 if the engine does not answer
+    /// within `timeout` (the request may still take effect: MIMI requests are safe to retry).
+    pub async fn complete(
+        &self,
+        a: Admitted,
+        body: Result<Bytes, BodyError>,
+        timeout: std::time::Duration,
+    ) -> Outbound {
+        let out = match body {
+            Err(BodyError::TooLarge(limit)) => Outbound::text(
+                413,
+                format!("the body exceeds the {limit}-byte limit of {}", a.label),
+            ),
+            Err(BodyError::Broken(e)) => {
+                Outbound::text(400, format!("could not read the body: {e}"))
+            }
+            Ok(body) => match tokio::time::timeout(timeout, self.run(&a, body)).await {
+                Ok(o) => o,
+                Err(_) => Outbound {
+                    retry_after: Some(1),
+                    ..Outbound::text(503, "the request timed out inside the gateway; retry")
+                },
+            },
+        };
+        self.metrics
+            .request(&a.label, out.status, &a.peer, a.transport);
+        tracing::debug!(status = out.status, endpoint = %a.label, "answered");
+        out
+    }
+
+    async fn run(&self, a: &Admitted, body: Bytes) -> Outbound {
+        match &a.target {
+            Target::Directory => Outbound {
+                status: 200,
+                content_type: "application/json".into(),
+                body: Bytes::from(self.directory.clone()),
+                retry_after: None,
+            },
+            Target::Asset(id) => self.asset(id).await,
+            Target::Mimi(endpoint, value) => {
+                let r = self
+                    .engine
+                    .peer(&a.peer, *endpoint, value, body.to_vec())
+                    .await;
+                Outbound {
+                    status: r.status,
+                    content_type: r.content_type.to_owned(),
+                    body: Bytes::from(r.body),
+                    retry_after: r.retry_after_s,
+                }
+            }
+        }
+    }
+
+    async fn asset(&self, id: &str) -> Outbound {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Outbound::text(404, "no such asset");
+        }
+        let store = Arc::clone(&self.store);
+        let id = id.to_owned();
+        match tokio::task::spawn_blocking(move || store.asset(&id)).await {
+            Ok(Ok(Some(b))) => Outbound {
+                status: 200,
+                content_type: "application/octet-stream".into(),
+                body: Bytes::from(b),
+                retry_after: None,
+            },
+            Ok(Ok(None)) => Outbound::text(404, "no such asset"),
+            _ => Outbound::text(500, "storage failure"),
+        }
+    }
+}

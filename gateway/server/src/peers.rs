@@ -1,0 +1,451 @@
+//! Requests to peer providers: HTTP/3 over QUIC preferred, HTTPS (HTTP/2) as fallback, one
+//! cached connection per peer and transport, mutual TLS, and each peer's directory document
+//! fetched and cached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::{Buf, Bytes};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mimi_engine::Reply;
+use mimi_proto::directory::{Directory, Endpoint, WELL_KNOWN_PATH};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::tls::{Identity, Trust, client_config};
+
+/// Largest response body read from a peer.
+const MAX_RESPONSE: usize = 64 << 20;
+/// How long a peer whose QUIC listener failed is reached over HTTPS only.
+const NO_QUIC_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A peer's HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// Status.
+    pub status: u16,
+    /// Body.
+    pub body: Bytes,
+    /// Retry-After, seconds.
+    pub retry_after_s: Option<u64>,
+    /// `h3` or `h2`.
+    pub transport: &'static str,
+}
+
+#[derive(Debug, Clone)]
+struct PeerAddr {
+    quic: Option<SocketAddr>,
+    https: SocketAddr,
+    transport: String,
+}
+
+type H3Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// The client side of federation links.
+pub struct PeerClient {
+    our_domain: String,
+    identity: Arc<Identity>,
+    trust: Arc<Trust>,
+    peers: BTreeMap<String, PeerAddr>,
+    quic: Option<quinn::Endpoint>,
+    h3: tokio::sync::Mutex<HashMap<String, H3Sender>>,
+    h2: tokio::sync::Mutex<HashMap<String, H2Sender>>,
+    no_quic_until: Mutex<HashMap<String, Instant>>,
+    directories: Mutex<HashMap<String, (Directory, Instant)>>,
+    timeout: Duration,
+    idle_timeout: Duration,
+    directory_ttl: Duration,
+    prefix: String,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("our_domain", &self.our_domain)
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerClient {
+    /// From the configuration.
+    ///
+    /// # Errors
+    /// When the QUIC client endpoint cannot be bound.
+    pub fn new(
+        cfg: &Config,
+        identity: Arc<Identity>,
+        trust: Arc<Trust>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let quic = if cfg
+            .peers
+            .iter()
+            .any(|p| p.quic.is_some() && p.transport != "https")
+        {
+            let bind: SocketAddr = if cfg.peers.iter().filter_map(|p| p.quic).any(|a| a.is_ipv6()) {
+                "[::]:0".parse()?
+            } else {
+                "0.0.0.0:0".parse()?
+            };
+            Some(quinn::Endpoint::client(bind).context("cannot bind the QUIC client endpoint")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            our_domain: cfg.domain.clone(),
+            identity,
+            trust,
+            peers: cfg
+                .peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.domain.clone(),
+                        PeerAddr {
+                            quic: p.quic,
+                            https: p.https,
+                            transport: p.transport.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            quic,
+            h3: tokio::sync::Mutex::new(HashMap::new()),
+            h2: tokio::sync::Mutex::new(HashMap::new()),
+            no_quic_until: Mutex::new(HashMap::new()),
+            directories: Mutex::new(HashMap::new()),
+            timeout: Duration::from_millis(cfg.limits.request_timeout_ms),
+            idle_timeout: Duration::from_millis(cfg.limits.idle_timeout_ms),
+            directory_ttl: Duration::from_secs(cfg.federation.directory_ttl_s),
+            prefix: cfg.federation.path_prefix.clone(),
+            metrics,
+        })
+    }
+
+    /// Whether `domain` is a configured peer.
+    pub fn knows(&self, domain: &str) -> bool {
+        self.peers.contains_key(domain)
+    }
+
+    fn use_quic(&self, peer: &str, a: &PeerAddr) -> bool {
+        if a.quic.is_none() || a.transport == "https" || self.quic.is_none() {
+            return false;
+        }
+        if a.transport == "h3" {
+            return true;
+        }
+        self.no_quic_until
+            .lock()
+            .map(|m| m.get(peer).is_none_or(|t| *t <= Instant::now()))
+            .unwrap_or(true)
+    }
+
+    /// Sends one HTTP request to `peer` (`path` absolute, e.g. `/v1/notify/...`).
+    ///
+    /// # Errors
+    /// Unknown peer, connection or TLS failure, timeout.
+    pub async fn request(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<HttpReply, String> {
+        let a = self
+            .peers
+            .get(peer)
+            .cloned()
+            .ok_or_else(|| format!("{peer} is not a configured peer"))?;
+        let fut = async {
+            if self.use_quic(peer, &a) {
+                match self
+                    .h3_request(peer, &a, method.clone(), path, body.clone())
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) if a.transport == "h3" => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(peer, error = %e, "HTTP/3 failed; falling back to HTTPS");
+                        if let Ok(mut m) = self.no_quic_until.lock() {
+                            m.insert(peer.to_owned(), Instant::now() + NO_QUIC_BACKOFF);
+                        }
+                    }
+                }
+            }
+            self.h2_request(peer, &a, method, path, body).await
+        };
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
+            format!(
+                "{peer} did not answer within {} ms",
+                self.timeout.as_millis()
+            )
+        })?
+    }
+
+    fn request_head(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        len: usize,
+    ) -> Result<Request<()>, String> {
+        Request::builder()
+            .method(method)
+            .uri(format!("https://{peer}{path}"))
+            .header(http::header::FROM, format!("mimi@{}", self.our_domain))
+            .header(http::header::CONTENT_TYPE, mimi_proto::media::BODY)
+            .header(http::header::CONTENT_LENGTH, len)
+            .body(())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn h3_sender(&self, peer: &str, a: &PeerAddr) -> Result<H3Sender, String> {
+        let mut cache = self.h3.lock().await;
+        if let Some(s) = cache.get(peer) {
+            return Ok(s.clone());
+        }
+        let endpoint = self.quic.as_ref().ok_or("no QUIC endpoint")?;
+        let addr = a.quic.ok_or("no QUIC address")?;
+        let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h3"])
+            .map_err(|e| e.to_string())?;
+        let qc =
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+        let mut cc = quinn::ClientConfig::new(Arc::new(qc));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(self.idle_timeout.try_into().ok());
+        transport.keep_alive_interval(Some(self.idle_timeout / 3));
+        cc.transport_config(Arc::new(transport));
+        let conn = endpoint
+            .connect_with(cc, addr, peer)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| format!("QUIC connection to {peer} at {addr}: {e}"))?;
+        let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        cache.insert(peer.to_owned(), sender.clone());
+        Ok(sender)
+    }
+
+    async fn h3_request(
+        &self,
+        peer: &str,
+        a: &PeerAddr,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<HttpReply, String> {
+        let mut sender = self.h3_sender(peer, a).await?;
+        let head = self.request_head(peer, method, path, body.len())?;
+        let result = async {
+            let mut stream = sender.send_request(head).await.map_err(|e| e.to_string())?;
+            if !body.is_empty() {
+                stream.send_data(body).await.map_err(|e| e.to_string())?;
+            }
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            let mut out = bytes::BytesMut::new();
+            while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+                if out.len() + chunk.remaining() > MAX_RESPONSE {
+                    return Err(format!("response from {peer} exceeds {MAX_RESPONSE} bytes"));
+                }
+                out.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            Ok(HttpReply {
+                status: resp.status().as_u16(),
+                retry_after_s: retry_after(resp.headers()),
+                body: out.freeze(),
+                transport: "h3",
+            })
+        }
+        .await;
+        if result.is_err() {
+            self.h3.lock().await.remove(peer);
+        }
+        result
+    }
+
+    async fn h2_sender(&self, peer: &str, a: &PeerAddr) -> Result<H2Sender, String> {
+        let mut cache = self.h2.lock().await;
+        if let Some(s) = cache.get(peer)
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let tcp = TcpStream::connect(a.https)
+            .await
+            .map_err(|e| format!("TCP connection to {peer} at {}: {e}", a.https))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h2"])
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(peer.to_owned()).map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to {peer}: {e}"))?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Some(self.idle_timeout / 3))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/2 to {peer}: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        cache.insert(peer.to_owned(), sender.clone());
+        Ok(sender)
+    }
+
+    async fn h2_request(
+        &self,
+        peer: &str,
+        a: &PeerAddr,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<HttpReply, String> {
+        let mut sender = self.h2_sender(peer, a).await?;
+        let (parts, ()) = self
+            .request_head(peer, method, path, body.len())?
+            .into_parts();
+        let req = Request::from_parts(parts, Full::new(body));
+        let result = async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let retry = retry_after(resp.headers());
+            let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(HttpReply {
+                status,
+                body,
+                retry_after_s: retry,
+                transport: "h2",
+            })
+        }
+        .await;
+        if result.is_err() {
+            self.h2.lock().await.remove(peer);
+        }
+        result
+    }
+
+    /// The peer's directory (cached).
+    ///
+    /// # Errors
+    /// Fetch or parse failures.
+    pub async fn directory(&self, peer: &str) -> Result<Directory, String> {
+        if let Some((d, at)) = self
+            .directories
+            .lock()
+            .ok()
+            .and_then(|m| m.get(peer).cloned())
+            && at.elapsed() < self.directory_ttl
+        {
+            return Ok(d);
+        }
+        let r = self
+            .request(peer, Method::GET, WELL_KNOWN_PATH, Bytes::new())
+            .await?;
+        if r.status != 200 {
+            return Err(format!(
+                "{peer}'s directory answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body).trim()
+            ));
+        }
+        let d = Directory::parse(&r.body).map_err(|e| format!("{peer}'s directory: {e}"))?;
+        if let Ok(mut m) = self.directories.lock() {
+            m.insert(peer.to_owned(), (d.clone(), Instant::now()));
+        }
+        Ok(d)
+    }
+
+    /// Sends a MIMI request, locating the endpoint through the peer's directory.
+    ///
+    /// # Errors
+    /// Transport failures (the engine retries or reports them).
+    pub async fn mimi(
+        &self,
+        peer: &str,
+        endpoint: Endpoint,
+        target: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        let path = match self.directory(peer).await {
+            Ok(d) => d.url(endpoint, target).and_then(|u| {
+                u.split_once("://")
+                    .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+            }),
+            Err(e) => {
+                tracing::debug!(peer, error = %e, "no directory; using the canonical path");
+                None
+            }
+        }
+        .unwrap_or_else(|| {
+            format!(
+                "{}/{}/{}",
+                self.prefix,
+                endpoint.name(),
+                mimi_proto::directory::encode_path_value(target)
+            )
+        });
+        let method = if endpoint == Endpoint::ProxyDownload {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let r = self.request(peer, method, &path, Bytes::from(body)).await;
+        self.metrics.outgoing(
+            endpoint.name(),
+            peer,
+            &r.as_ref()
+                .map_or_else(|_| "error".to_owned(), |r| r.status.to_string()),
+        );
+        let r = r?;
+        Ok(Reply {
+            status: r.status,
+            body: r.body.to_vec(),
+            retry_after_ms: r.retry_after_s.map(|s| s * 1000),
+        })
+    }
+
+    /// Downloads an asset for `/proxyDownload`: the URL's host must be a configured peer
+    /// (assets are served by gateways over the same mutually authenticated links).
+    ///
+    /// # Errors
+    /// Unknown host or transport failure.
+    pub async fn fetch(&self, url: &str) -> Result<HttpReply, String> {
+        let rest = url.strip_prefix("https://").ok_or("not an https URL")?;
+        let (authority, path) = rest
+            .find('/')
+            .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        self.request(host, Method::GET, path, Bytes::new()).await
+    }
+}
+
+fn retry_after(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
