@@ -48,6 +48,7 @@ pub mod render;
 pub mod status;
 #[cfg(feature = "proptest")]
 pub mod testing;
+pub mod timeline;
 
 pub use cbor::{MAX_SAFE_INTEGER, Value};
 pub use error::{DecodeError, EncodeError, IdError, Path, Rule, Segment};

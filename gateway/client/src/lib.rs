@@ -1046,8 +1046,14 @@ impl Member {
             .with_proposals(proposals)
             .build_group(&self.provider, vgi, self.cwk())
             .map_err(mls)?
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(capabilities())
+                    .build(),
+            )
             .load_psks(self.provider.storage())
             .map_err(mls)?
+            .create_group_info(true)
             .build(
                 self.provider.rand(),
                 self.provider.crypto(),

@@ -25,6 +25,8 @@ enum Command {
     Content(cli::content::ContentCommand),
     /// Decode MIMI protocol bodies to JSON, or encode JSON back to bytes (draft-ietf-mimi-protocol-06)
     Inspect(cli::inspect::InspectArgs),
+    /// Three providers on loopback share one room; prints what each provider's users see
+    Demo(cli::demo::DemoArgs),
     /// Write a development federation: one CA, a certificate and a config per domain
     Init(cli::init::InitArgs),
     /// Run a gateway (a development gateway under ./mimi-data without --config)
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Content(c) => cli::content::run(c),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Init(a) => cli::init::run(a),
+        Command::Demo(a) => cli::demo::run(a),
         Command::Run(a) => cli::run::run(a),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Subcommands of `mimi`.
 
 pub(crate) mod content;
+pub(crate) mod demo;
 pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod inspect;

@@ -1,0 +1,84 @@
+//! Several gateways in one process on loopback, with a generated development PKI: the demo,
+//! the benchmarks and tests that do not need separate processes use it.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::pki;
+
+/// A port free for both TCP and UDP on 127.0.0.1 (bound and released; loopback only).
+///
+/// # Errors
+/// When no socket can be bound.
+pub fn free_port() -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let t = TcpListener::bind("127.0.0.1:0")?;
+        let p = t.local_addr()?.port();
+        if UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!("no free loopback port")
+}
+
+/// Gateways of a development federation running in this process.
+#[derive(Debug)]
+pub struct LocalFederation {
+    /// Where the PKI, configs and databases live.
+    pub dir: PathBuf,
+    /// The gateways, in the order of the domains given.
+    pub gateways: Vec<Gateway>,
+}
+
+impl LocalFederation {
+    /// Writes a development federation for `domains` into `dir` (free loopback ports) and
+    /// starts every gateway; `tweak` adjusts each configuration first.
+    ///
+    /// # Errors
+    /// PKI, configuration or start-up failures.
+    pub async fn start(
+        domains: &[&str],
+        dir: &Path,
+        tweak: impl Fn(&mut Config),
+    ) -> anyhow::Result<Self> {
+        let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
+        let mut ports = Vec::new();
+        for _ in &domains {
+            ports.push((free_port()?, free_port()?, free_port()?));
+        }
+        let configs = pki::init_with_ports(&domains, dir, &ports)
+            .with_context(|| format!("cannot write a federation into {}", dir.display()))?;
+        let mut gateways = Vec::new();
+        for path in configs {
+            let mut cfg = Config::load(&path)?;
+            tweak(&mut cfg);
+            gateways.push(Gateway::start(cfg).await?);
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            gateways,
+        })
+    }
+
+    /// The gateway of `domain`.
+    ///
+    /// # Panics
+    /// For a domain that is not part of the federation (a programming error).
+    pub fn get(&self, domain: &str) -> &Gateway {
+        self.gateways
+            .iter()
+            .find(|g| g.domain == domain)
+            .unwrap_or_else(|| panic!("{domain} is not in this federation"))
+    }
+
+    /// Stops every gateway gracefully.
+    pub async fn shutdown(self) {
+        for g in self.gateways {
+            g.shutdown().await;
+        }
+    }
+}
