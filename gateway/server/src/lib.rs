@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api_client;
+pub mod bench;
 pub mod client_api;
 pub mod config;
 pub mod demo;

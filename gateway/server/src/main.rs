@@ -25,6 +25,8 @@ enum Command {
     Content(cli::content::ContentCommand),
     /// Decode MIMI protocol bodies to JSON, or encode JSON back to bytes (draft-ietf-mimi-protocol-06)
     Inspect(cli::inspect::InspectArgs),
+    /// Benchmarks with an in-run baseline (links, fanout, commit)
+    Bench(cli::bench::BenchArgs),
     /// Three providers on loopback share one room; prints what each provider's users see
     Demo(cli::demo::DemoArgs),
     /// Write a development federation: one CA, a certificate and a config per domain
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Init(a) => cli::init::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
     };
     match result {

@@ -1,5 +1,6 @@
 //! Subcommands of `mimi`.
 
+pub(crate) mod bench;
 pub(crate) mod content;
 pub(crate) mod demo;
 pub(crate) mod init;

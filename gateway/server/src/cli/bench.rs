@@ -1,0 +1,59 @@
+//! `mimi bench links|fanout|commit|all`: measurements with an in-run baseline, printed as
+//! Markdown tables (BENCHMARKS.md records them). Run a release build.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use mimi_gateway::bench;
+
+/// Which measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Which {
+    /// Request round trips over HTTP/3 and HTTPS vs a bare quinn echo
+    Links,
+    /// Fan-out to 1, 4 and 16 followers vs the bare request
+    Fanout,
+    /// Hub commit acceptance vs a member's processing, 10/100/1000 members
+    Commit,
+    /// Everything
+    All,
+}
+
+/// `mimi bench`
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// What to measure
+    which: Which,
+    /// Seconds per load run (links)
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Messages per follower count (fanout)
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Commits per group size (commit)
+    #[arg(long, default_value_t = 30)]
+    rounds: usize,
+}
+
+/// Runs `mimi bench`.
+pub(crate) fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    super::run::init_logging("text", "error");
+    let dir = std::env::temp_dir().join(format!("mimi-bench-{}", std::process::id()));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let all = a.which == Which::All;
+    if all || a.which == Which::Links {
+        println!("## links (1 KiB bodies, {} s per run)\n", a.seconds);
+        println!("{}", rt.block_on(bench::links(&dir.join("links"), Duration::from_secs(a.seconds)))?);
+    }
+    if all || a.which == Which::Fanout {
+        println!("## fanout ({} messages)\n", a.messages);
+        println!("{}", rt.block_on(bench::fanout(&dir, a.messages))?);
+    }
+    if all || a.which == Which::Commit {
+        println!("## commit ({} commits per size)\n", a.rounds);
+        println!("{}", bench::commit(a.rounds)?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
