@@ -55,7 +55,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Load {
     lat.sort_unstable();
-    Load { ops: lat.len(), per_s: lat.len() as f64 / elapsed.as_secs_f64(), p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99) }
+    Load {
+        ops: lat.len(),
+        per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+    }
 }
 
 /// Runs `op` from `concurrency` workers for `duration` (after a short warm-up).
@@ -99,14 +104,18 @@ fn kmr(size: usize) -> (Vec<u8>, String) {
     let target = "mimi://b.example/u/nobody";
     let base = m.key_material_request(target, "mimi://a.example/r/").len();
     let pad = size.saturating_sub(base).saturating_sub(2);
-    let mut body = m.key_material_request(target, &format!("mimi://a.example/r/{}", "x".repeat(pad)));
+    let mut body =
+        m.key_material_request(target, &format!("mimi://a.example/r/{}", "x".repeat(pad)));
     // The room vector's length prefix may grow by a byte: trim the padding to land on `size`.
     let mut p = pad;
     while body.len() > size && p > 0 {
         p -= 1;
         body = m.key_material_request(target, &format!("mimi://a.example/r/{}", "x".repeat(p)));
     }
-    (body, format!("/v1/keyMaterial/{}", encode_path_value(target)))
+    (
+        body,
+        format!("/v1/keyMaterial/{}", encode_path_value(target)),
+    )
 }
 
 fn peer_client(dir: &Path, transport: &str) -> anyhow::Result<PeerClient> {
@@ -130,9 +139,14 @@ fn unthrottled(c: &mut Config) {
 
 /// A bare quinn echo server with `b.example`'s certificate; returns its address.
 fn echo_server(dir: &Path) -> anyhow::Result<(quinn::Endpoint, std::net::SocketAddr)> {
-    let id = Identity::load(&dir.join("b.example/cert.pem"), &dir.join("b.example/key.pem"))?;
+    let id = Identity::load(
+        &dir.join("b.example/cert.pem"),
+        &dir.join("b.example/key.pem"),
+    )?;
     let tls = server_config(&id, load_roots(&dir.join("ca.pem"))?, &[b"mimi-echo"])?;
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(tls)?));
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
+    ));
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(1024u32.into());
     sc.transport_config(Arc::new(t));
@@ -158,10 +172,15 @@ fn echo_server(dir: &Path) -> anyhow::Result<(quinn::Endpoint, std::net::SocketA
 }
 
 async fn echo_client(dir: &Path, addr: std::net::SocketAddr) -> anyhow::Result<quinn::Connection> {
-    let id = Identity::load(&dir.join("a.example/cert.pem"), &dir.join("a.example/key.pem"))?;
+    let id = Identity::load(
+        &dir.join("a.example/cert.pem"),
+        &dir.join("a.example/key.pem"),
+    )?;
     let tls = crate::tls::client_config(&id, load_roots(&dir.join("ca.pem"))?, &[b"mimi-echo"])?;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?)));
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
+    )));
     Ok(ep.connect(addr, "b.example")?.await?)
 }
 
@@ -172,7 +191,11 @@ struct LinkLoads {
     h2: Load,
 }
 
-async fn link_loads(dir: &Path, concurrency: usize, duration: Duration) -> anyhow::Result<LinkLoads> {
+async fn link_loads(
+    dir: &Path,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LinkLoads> {
     let (body, path) = kmr(1024);
     let body = Bytes::from(body);
     let (_server, addr) = echo_server(dir)?;
@@ -199,9 +222,15 @@ async fn link_loads(dir: &Path, concurrency: usize, duration: Duration) -> anyho
         let l = load(concurrency, duration, move || {
             let (client, body, path) = (Arc::clone(&client), body.clone(), path.clone());
             async move {
-                let r = client.request("b.example", Method::POST, &path, body).await?;
+                let r = client
+                    .request("b.example", Method::POST, &path, body)
+                    .await?;
                 if r.status != 200 {
-                    return Err(format!("status {}: {}", r.status, String::from_utf8_lossy(&r.body)));
+                    return Err(format!(
+                        "status {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
                 }
                 Ok(())
             }
@@ -220,7 +249,9 @@ async fn link_loads(dir: &Path, concurrency: usize, duration: Duration) -> anyho
 /// Start-up or request failures.
 pub async fn links(dir: &Path, duration: Duration) -> anyhow::Result<String> {
     let fed = LocalFederation::start(&["a.example", "b.example"], dir, unthrottled).await?;
-    let mut report = String::from("| concurrency | bare quinn echo (req/s, p50) | HTTP/3 MIMI (req/s, p50, p99) | HTTPS/2 MIMI (req/s, p50, p99) | HTTP/3 ÷ echo | HTTPS ÷ echo |\n|---|---|---|---|---|---|\n");
+    let mut report = String::from(
+        "| concurrency | bare quinn echo (req/s, p50) | HTTP/3 MIMI (req/s, p50, p99) | HTTPS/2 MIMI (req/s, p50, p99) | HTTP/3 ÷ echo | HTTPS ÷ echo |\n|---|---|---|---|---|---|\n",
+    );
     for c in [1, 16] {
         let l = link_loads(dir, c, duration).await?;
         let _ = writeln!(
@@ -259,18 +290,31 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
         let bare = link_loads(&sub, 1, Duration::from_secs(1)).await?.h3;
         let bare16 = link_loads(&sub, 16, Duration::from_secs(1)).await?.h3;
         let room = "mimi://a.example/r/bench";
-        let mut alice = Session::register(fed.get("a.example").addrs.client_api, "a.example", "alice", "phone", 1).await?;
+        let mut alice = Session::register(
+            fed.get("a.example").addrs.client_api,
+            "a.example",
+            "alice",
+            "phone",
+            1,
+        )
+        .await?;
         let mut readers = Vec::new();
         let mut users = Vec::new();
         for d in &domains[1..] {
             let s = Session::register(fed.get(d).addrs.client_api, d, "user", "dev", 2).await?;
             users.push((s.user().to_owned(), role::MEMBER));
-            readers.push(Arc::new(ApiClient::with_token(fed.get(d).addrs.client_api, s.api.token().unwrap_or_default())));
+            readers.push(Arc::new(ApiClient::with_token(
+                fed.get(d).addrs.client_api,
+                s.api.token().unwrap_or_default(),
+            )));
         }
         let mut setup = RoomSetup::named("bench");
         setup.franking = false;
         alice.create_room(room, &setup).await?;
-        anyhow::ensure!(alice.add(room, &users).await? == crate::session::Verdict::Accepted, "adding the followers' users was refused");
+        anyhow::ensure!(
+            alice.add(room, &users).await? == crate::session::Verdict::Accepted,
+            "adding the followers' users was refused"
+        );
         let mut cursors = vec![0u64; readers.len()];
         // Drain the Welcomes.
         for (r, c) in readers.iter().zip(cursors.iter_mut()) {
@@ -281,7 +325,9 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
         let mut lat = Vec::new();
         let t_lat = Instant::now();
         for i in 0..messages.min(200) {
-            let (body, _) = alice.member.send(room, |s, r, salt| builder::text(s, r, salt, &format!("m{i}")))?;
+            let (body, _) = alice.member.send(room, |s, r, salt| {
+                builder::text(s, r, salt, &format!("m{i}"))
+            })?;
             let t = Instant::now();
             let resp = alice.api.room("submit", room, body).await?;
             anyhow::ensure!(resp.status == 200, "submit answered {}", resp.status);
@@ -290,11 +336,19 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
                 let c = *c;
                 async move {
                     let e = r.events(c, 1000, 10).await?;
-                    let last = e.events.last().map(|d| d.seq).context("no delivery within 10 s")?;
+                    let last = e
+                        .events
+                        .last()
+                        .map(|d| d.seq)
+                        .context("no delivery within 10 s")?;
                     Ok::<_, anyhow::Error>((last, t.elapsed()))
                 }
             });
-            for (j, r) in futures_util::future::join_all(waits).await.into_iter().enumerate() {
+            for (j, r) in futures_util::future::join_all(waits)
+                .await
+                .into_iter()
+                .enumerate()
+            {
                 let (seq, d) = r?;
                 cursors[j] = seq;
                 lat.push(d);
@@ -302,8 +356,20 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
         }
         let lat_load = summarize(lat, t_lat.elapsed());
         // Throughput: pre-encrypted messages submitted 16 at a time.
-        let bodies: Vec<Vec<u8>> = (0..messages).map(|i| alice.member.send(room, |s, r, salt| builder::text(s, r, salt, &format!("t{i}"))).map(|(b, _)| b)).collect::<Result<_, _>>()?;
-        let api = Arc::new(ApiClient::with_token(fed.get("a.example").addrs.client_api, alice.api.token().unwrap_or_default()));
+        let bodies: Vec<Vec<u8>> = (0..messages)
+            .map(|i| {
+                alice
+                    .member
+                    .send(room, |s, r, salt| {
+                        builder::text(s, r, salt, &format!("t{i}"))
+                    })
+                    .map(|(b, _)| b)
+            })
+            .collect::<Result<_, _>>()?;
+        let api = Arc::new(ApiClient::with_token(
+            fed.get("a.example").addrs.client_api,
+            alice.api.token().unwrap_or_default(),
+        ));
         let start = Instant::now();
         let queue = Arc::new(std::sync::Mutex::new(bodies));
         let mut submitters = Vec::new();
@@ -312,7 +378,9 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
             submitters.push(tokio::spawn(async move {
                 loop {
                     let next = queue.lock().map_err(|e| anyhow::anyhow!("{e}"))?.pop();
-                    let Some(b) = next else { return Ok::<_, anyhow::Error>(()) };
+                    let Some(b) = next else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
                     let r = api.room("submit", room, b).await?;
                     anyhow::ensure!(r.status == 200, "submit answered {}", r.status);
                 }
@@ -347,7 +415,10 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
 }
 
 fn engine(domain: &str) -> anyhow::Result<Engine> {
-    let signer = SignatureKeyPair::new(Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let signer = SignatureKeyPair::new(
+        Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(Engine::new(EngineConfig {
         domain: domain.to_owned(),
         hub_signer: signer,
@@ -360,9 +431,21 @@ fn engine(domain: &str) -> anyhow::Result<Engine> {
 }
 
 /// One call into the engine; returns its response.
-fn call(e: &mut Engine, now: &mut u64, token: Option<[u8; 32]>, c: ClientCall) -> anyhow::Result<mimi_engine::Response> {
+fn call(
+    e: &mut Engine,
+    now: &mut u64,
+    token: Option<[u8; 32]>,
+    c: ClientCall,
+) -> anyhow::Result<mimi_engine::Response> {
     *now += 1;
-    e.handle(*now, Input::Client { id: *now, token_hash: token, call: c });
+    e.handle(
+        *now,
+        Input::Client {
+            id: *now,
+            token_hash: token,
+            call: c,
+        },
+    );
     let _ = e.take_writes();
     let mut resp = None;
     while let Some(o) = e.poll_output() {
@@ -377,9 +460,19 @@ fn call(e: &mut Engine, now: &mut u64, token: Option<[u8; 32]>, c: ClientCall) -
 
 fn accepted(r: &mimi_engine::Response, what: &str) -> anyhow::Result<()> {
     use mimi_proto::codec::Wire as _;
-    anyhow::ensure!(r.status == 200, "{what}: {}", String::from_utf8_lossy(&r.body));
+    anyhow::ensure!(
+        r.status == 200,
+        "{what}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let resp = mimi_proto::messages::UpdateRoomResponse::from_bytes(&r.body)?;
-    anyhow::ensure!(matches!(resp.outcome, mimi_proto::messages::UpdateOutcome::Success { .. }), "{what} refused: {resp:?}");
+    anyhow::ensure!(
+        matches!(
+            resp.outcome,
+            mimi_proto::messages::UpdateOutcome::Success { .. }
+        ),
+        "{what} refused: {resp:?}"
+    );
     Ok(())
 }
 
@@ -388,15 +481,31 @@ fn accepted(r: &mimi_engine::Response, what: &str) -> anyhow::Result<()> {
 /// # Errors
 /// MLS or engine failures.
 pub fn commit(rounds: usize) -> anyhow::Result<String> {
-    let mut report = String::from("| members | hub accepts a commit (p50) | member processes it (p50) | hub ÷ member |\n|---|---|---|---|\n");
+    let mut report = String::from(
+        "| members | hub accepts a commit (p50) | member processes it (p50) | hub ÷ member |\n|---|---|---|---|\n",
+    );
     for n in [10usize, 100, 1000] {
         let mut e = engine("a.example")?;
         let mut now = 1_800_000_000_000u64;
         let reg = |e: &mut Engine, now: &mut u64, user: &str| -> anyhow::Result<[u8; 32]> {
             let token: [u8; 32] = sha2::Sha256::digest(user.as_bytes()).into();
             let hash: [u8; 32] = sha2::Sha256::digest(token).into();
-            let r = call(e, now, None, ClientCall::Register { user: user.into(), device: "d".into(), display_name: user.into(), new_token_hash: hash })?;
-            anyhow::ensure!(r.status == 201, "register: {}", String::from_utf8_lossy(&r.body));
+            let r = call(
+                e,
+                now,
+                None,
+                ClientCall::Register {
+                    user: user.into(),
+                    device: "d".into(),
+                    display_name: user.into(),
+                    new_token_hash: hash,
+                },
+            )?;
+            anyhow::ensure!(
+                r.status == 201,
+                "register: {}",
+                String::from_utf8_lossy(&r.body)
+            );
             Ok(hash)
         };
         let room = "mimi://a.example/r/bench";
@@ -408,53 +517,114 @@ pub fn commit(rounds: usize) -> anyhow::Result<String> {
         let mut setup = RoomSetup::named("bench");
         setup.franking = false;
         let created = creator.create_room(room, &es, &setup)?;
-        let r = call(&mut e, &mut now, Some(ct), ClientCall::CreateRoom { room: room.into(), group_info: created.group_info, ratchet_tree: created.ratchet_tree })?;
-        anyhow::ensure!(r.status == 201, "create: {}", String::from_utf8_lossy(&r.body));
+        let r = call(
+            &mut e,
+            &mut now,
+            Some(ct),
+            ClientCall::CreateRoom {
+                room: room.into(),
+                group_info: created.group_info,
+                ratchet_tree: created.ratchet_tree,
+            },
+        )?;
+        anyhow::ensure!(
+            r.status == 201,
+            "create: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         // The observer and n-2 more members, added in one commit.
         let mut observer = Member::new("a.example", "observer", "d");
         let ot = reg(&mut e, &mut now, "observer")?;
         let mut users = vec![(observer.user().to_owned(), role::MEMBER)];
         let mut kps = observer.key_packages(1)?;
-        let r = call(&mut e, &mut now, Some(ot), ClientCall::PublishKeyPackages(kps.clone()))?;
-        anyhow::ensure!(r.status == 200, "publish: {}", String::from_utf8_lossy(&r.body));
+        let r = call(
+            &mut e,
+            &mut now,
+            Some(ot),
+            ClientCall::PublishKeyPackages(kps.clone()),
+        )?;
+        anyhow::ensure!(
+            r.status == 200,
+            "publish: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         for i in 0..n.saturating_sub(2) {
             let m = Member::new("a.example", &format!("u{i}"), "d");
             users.push((m.user().to_owned(), role::MEMBER));
             kps.extend(m.key_packages(1)?);
         }
         let bundle = creator.add_participants(room, &users, &kps)?;
-        let r = call(&mut e, &mut now, Some(ct), ClientCall::Room { endpoint: Endpoint::Update, target: room.into(), body: bundle })?;
+        let r = call(
+            &mut e,
+            &mut now,
+            Some(ct),
+            ClientCall::Room {
+                endpoint: Endpoint::Update,
+                target: room.into(),
+                body: bundle,
+            },
+        )?;
         accepted(&r, "add")?;
         creator.commit_accepted(room)?;
         let mut cursor = 0;
-        let mut pull = |e: &mut Engine, now: &mut u64, obs: &mut Member| -> anyhow::Result<Duration> {
-            let r = call(e, now, Some(ot), ClientCall::Events { after: cursor, limit: 1000 })?;
-            let v: serde_json::Value = serde_json::from_slice(&r.body)?;
-            let mut spent = Duration::ZERO;
-            for d in v["events"].as_array().context("events")? {
-                cursor = d["seq"].as_u64().context("seq")?;
-                let body = hex::decode(d["body"].as_str().context("body")?)?;
-                let t = Instant::now();
-                obs.process(room, &body);
-                spent += t.elapsed();
-            }
-            Ok(spent)
-        };
+        let mut pull =
+            |e: &mut Engine, now: &mut u64, obs: &mut Member| -> anyhow::Result<Duration> {
+                let r = call(
+                    e,
+                    now,
+                    Some(ot),
+                    ClientCall::Events {
+                        after: cursor,
+                        limit: 1000,
+                    },
+                )?;
+                let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+                let mut spent = Duration::ZERO;
+                for d in v["events"].as_array().context("events")? {
+                    cursor = d["seq"].as_u64().context("seq")?;
+                    let body = hex::decode(d["body"].as_str().context("body")?)?;
+                    let t = Instant::now();
+                    obs.process(room, &body);
+                    spent += t.elapsed();
+                }
+                Ok(spent)
+            };
         pull(&mut e, &mut now, &mut observer)?;
         anyhow::ensure!(observer.epoch(room).is_some(), "the observer did not join");
         let (mut hub, mut member) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let c = creator.commit_pending(room)?;
             let t = Instant::now();
-            let r = call(&mut e, &mut now, Some(ct), ClientCall::Room { endpoint: Endpoint::Update, target: room.into(), body: c })?;
+            let r = call(
+                &mut e,
+                &mut now,
+                Some(ct),
+                ClientCall::Room {
+                    endpoint: Endpoint::Update,
+                    target: room.into(),
+                    body: c,
+                },
+            )?;
             hub.push(t.elapsed());
             accepted(&r, "commit")?;
             creator.commit_accepted(room)?;
             member.push(pull(&mut e, &mut now, &mut observer)?);
         }
-        anyhow::ensure!(observer.epoch(room) == creator.epoch(room), "the observer fell behind");
-        let (h, m) = (summarize(hub, Duration::from_secs(1)).p50, summarize(member, Duration::from_secs(1)).p50);
-        let _ = writeln!(report, "| {n} | {} | {} | {:.2} |", us(h), us(m), h.as_secs_f64() / m.as_secs_f64());
+        anyhow::ensure!(
+            observer.epoch(room) == creator.epoch(room),
+            "the observer fell behind"
+        );
+        let (h, m) = (
+            summarize(hub, Duration::from_secs(1)).p50,
+            summarize(member, Duration::from_secs(1)).p50,
+        );
+        let _ = writeln!(
+            report,
+            "| {n} | {} | {} | {:.2} |",
+            us(h),
+            us(m),
+            h.as_secs_f64() / m.as_secs_f64()
+        );
     }
     Ok(report)
 }

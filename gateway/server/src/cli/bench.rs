@@ -40,11 +40,19 @@ pub(crate) struct BenchArgs {
 pub(crate) fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     super::run::init_logging("text", "error");
     let dir = std::env::temp_dir().join(format!("mimi-bench-{}", std::process::id()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let all = a.which == Which::All;
     if all || a.which == Which::Links {
         println!("## links (1 KiB bodies, {} s per run)\n", a.seconds);
-        println!("{}", rt.block_on(bench::links(&dir.join("links"), Duration::from_secs(a.seconds)))?);
+        println!(
+            "{}",
+            rt.block_on(bench::links(
+                &dir.join("links"),
+                Duration::from_secs(a.seconds)
+            ))?
+        );
     }
     if all || a.which == Which::Fanout {
         println!("## fanout ({} messages)\n", a.messages);
