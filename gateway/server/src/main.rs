@@ -29,6 +29,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Three providers on loopback share one room; prints what each provider's users see
     Demo(cli::demo::DemoArgs),
+    /// Translate a Matrix/XMPP/Wire payload into MIMI content, or MIMI content into one
+    Translate(cli::translate::TranslateArgs),
     /// Write a development federation: one CA, a certificate and a config per domain
     Init(cli::init::InitArgs),
     /// Run a gateway (a development gateway under ./mimi-data without --config)
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Content(c) => cli::content::run(c),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Init(a) => cli::init::run(a),
+        Command::Translate(a) => cli::translate::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),

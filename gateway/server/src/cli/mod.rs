@@ -7,3 +7,4 @@ pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod inspect;
 pub(crate) mod run;
+pub(crate) mod translate;
