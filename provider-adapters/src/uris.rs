@@ -132,6 +132,14 @@ fn native_of(local: &str) -> Option<(Provider, String)> {
     None
 }
 
+/// The native identity a bridged user URI of **any** gateway encodes (for display: which
+/// gateway vouches for it is the URI's domain).
+pub fn any_native_user(uri: &str) -> Option<(Provider, String)> {
+    let rest = uri.strip_prefix("mimi://")?;
+    let (_, local) = rest.split_once("/u/")?;
+    native_of(local)
+}
+
 /// The user part of a MIMI user URI (`mimi://d/u/name` → `name`), for display fallbacks.
 pub fn display_name(uri: &str) -> String {
     uri.rsplit('/').next().unwrap_or(uri).to_owned()

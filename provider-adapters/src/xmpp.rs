@@ -84,12 +84,15 @@ impl Xmpp {
         }
     }
 
+    /// The message's IDs, the one references must use first: the room's stanza-id, then the
+    /// origin-id, then the stanza `id`.
     fn all_ids(msg: &Element) -> Vec<String> {
         let mut ids = Vec::new();
-        for e in msg.elements() {
-            if (e.name == "stanza-id" || e.name == "origin-id")
-                && e.ns == NS_SID
-                && let Some(i) = e.get("id")
+        for name in ["stanza-id", "origin-id"] {
+            if let Some(i) = msg
+                .elements()
+                .find(|e| e.name == name && e.ns == NS_SID)
+                .and_then(|e| e.get("id"))
             {
                 ids.push(i.to_owned());
             }
@@ -97,7 +100,8 @@ impl Xmpp {
         if let Some(i) = msg.get("id") {
             ids.push(i.to_owned());
         }
-        ids.dedup();
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|i| seen.insert(i.clone()));
         ids
     }
 
@@ -111,12 +115,9 @@ impl Xmpp {
 
     fn link_all(ctx: &mut Context<'_>, ids: &[String], m: &Message) {
         if let Ok(id) = m.id() {
-            for n in ids {
+            // The preferred ID is linked last: it becomes the one references use.
+            for n in ids.iter().rev() {
                 ctx.ids.link(P, ctx.native_room, n, id);
-            }
-            // The MUC stanza-id (first in the list) is what groupchat references use.
-            if let Some(first) = ids.first() {
-                ctx.ids.link(P, ctx.native_room, first, id);
             }
         }
     }

@@ -908,6 +908,28 @@ impl Member {
         let msg = build(&self.user, room, salt)
             .build()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let body = self.send_message(room, &msg)?;
+        Ok((body, msg))
+    }
+
+    /// Encrypts an already built MIMI message (e.g. translated by a bridge) for `room`; returns
+    /// the SubmitMessageRequest. The message's sender must be this member's user.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn send_message(&mut self, room: &str, msg: &Message) -> Result<Vec<u8>, ClientError> {
+        if msg
+            .content()
+            .extensions
+            .sender_uri()
+            .is_some_and(|s| s != self.user)
+        {
+            return Err(ClientError::Invalid(format!(
+                "the message's senderUri is not {}",
+                self.user
+            )));
+        }
+        let salt = msg.content().salt;
         let franking = self.groups.get(room).is_some_and(|g| {
             g.extensions()
                 .app_data_dictionary()
@@ -931,13 +953,92 @@ impl Member {
             .map_err(mls)?;
         let app_message =
             MlsMessage::from_bytes(&out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if self.own_messages.len() > 10_000 {
+            self.own_messages.clear();
+        }
         self.own_messages.insert(out);
         let req = SubmitMessageRequest {
             protocol: Protocol::Mls10,
             app_message,
             sending_uri: Uri::from(self.user.as_str()),
         };
-        Ok((req.to_bytes(), msg))
+        Ok(req.to_bytes())
+    }
+
+    /// The member's whole state (signature key, MLS storage, rooms) for persistence; restore
+    /// it with [`Member::import`]. Contains private keys: store it like one.
+    pub fn export(&self) -> Vec<u8> {
+        let storage: Vec<(String, String)> = self
+            .provider
+            .storage()
+            .values
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (hex::encode(k), hex::encode(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rooms: BTreeMap<String, String> = self
+            .groups
+            .iter()
+            .map(|(r, g)| (r.clone(), hex::encode(g.group_id().as_slice())))
+            .collect();
+        let v = serde_json::json!({
+            "domain": self.domain,
+            "user": self.user,
+            "client_uri": self.client_uri,
+            "signer": hex::encode(self.signer.tls_serialize_detached().unwrap_or_default()),
+            "rooms": rooms,
+            "storage": storage,
+        });
+        v.to_string().into_bytes()
+    }
+
+    /// Restores a member from [`Member::export`].
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for malformed state.
+    pub fn import(bytes: &[u8]) -> Result<Self, ClientError> {
+        let bad = |w: &str| ClientError::Invalid(format!("member state: {w}"));
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
+        let s = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| bad(k));
+        let provider = OpenMlsRustCrypto::default();
+        {
+            let mut values = provider.storage().values.write().map_err(|_| bad("lock"))?;
+            for kv in v["storage"].as_array().ok_or_else(|| bad("storage"))? {
+                let k =
+                    hex::decode(kv[0].as_str().unwrap_or("")).map_err(|_| bad("storage key"))?;
+                let val =
+                    hex::decode(kv[1].as_str().unwrap_or("")).map_err(|_| bad("storage value"))?;
+                values.insert(k, val);
+            }
+        }
+        let signer = SignatureKeyPair::tls_deserialize_exact(
+            hex::decode(s("signer")?).map_err(|_| bad("signer"))?,
+        )
+        .map_err(|_| bad("signer"))?;
+        let mut groups = BTreeMap::new();
+        for (room, gid) in v["rooms"].as_object().ok_or_else(|| bad("rooms"))? {
+            let gid = GroupId::from_slice(
+                &hex::decode(gid.as_str().unwrap_or("")).map_err(|_| bad("group id"))?,
+            );
+            let g = MlsGroup::load(provider.storage(), &gid)
+                .map_err(|e| bad(&format!("{e:?}")))?
+                .ok_or_else(|| bad(&format!("group of {room} missing from storage")))?;
+            groups.insert(room.clone(), g);
+        }
+        Ok(Self {
+            provider,
+            signer,
+            domain: s("domain")?,
+            user: s("user")?,
+            client_uri: s("client_uri")?,
+            groups,
+            joining: BTreeMap::new(),
+            own_messages: BTreeSet::new(),
+        })
     }
 
     /// A signed GroupInfoRequest for `room` and the key its answer is encrypted to.

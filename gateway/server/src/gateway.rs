@@ -75,6 +75,7 @@ pub struct Gateway {
     driver: JoinHandle<()>,
     inflight: Arc<Inflight>,
     ready: Arc<Ready>,
+    _bridges: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 fn hub_signer(store: &Store) -> anyhow::Result<SignatureKeyPair> {
@@ -236,6 +237,7 @@ impl Gateway {
             Arc::clone(&ready),
             stop_rx.clone(),
         )));
+        let store_for_bridges = Arc::clone(&store);
         let api = Arc::new(ClientApi {
             engine: engine.clone(),
             store,
@@ -245,7 +247,34 @@ impl Gateway {
             max_asset: cfg.limits.max_asset_bytes,
             asset_base: format!("{public}/assets"),
         });
-        tasks.push(tokio::spawn(api.serve(client, stop_rx)));
+        tasks.push(tokio::spawn(api.serve(client, stop_rx.clone())));
+        let mut bridges: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        if let Some(m) = cfg.bridge.matrix.clone() {
+            let (core, rx) = crate::bridge::Core::new(
+                mimi_adapters::Provider::Matrix,
+                &cfg.domain,
+                addrs.client_api,
+                Arc::clone(&store_for_bridges),
+            )?;
+            bridges.push(Box::new(
+                crate::bridge::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
+                    .await
+                    .context("starting the Matrix bridge")?,
+            ));
+        }
+        if let Some(x) = cfg.bridge.xmpp.clone() {
+            let (core, rx) = crate::bridge::Core::new(
+                mimi_adapters::Provider::Xmpp,
+                &cfg.domain,
+                addrs.client_api,
+                Arc::clone(&store_for_bridges),
+            )?;
+            bridges.push(Box::new(
+                crate::bridge::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())
+                    .await
+                    .context("starting the XMPP bridge")?,
+            ));
+        }
         ready.set(true);
         tracing::info!(domain = %cfg.domain, quic = ?addrs.quic, https = %addrs.https, admin = %addrs.admin, client_api = %addrs.client_api, "gateway ready");
         Ok(Self {
@@ -259,6 +288,7 @@ impl Gateway {
             driver,
             inflight,
             ready,
+            _bridges: bridges,
         })
     }
 

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod api_client;
 pub mod bench;
+pub mod bridge;
 pub mod client_api;
 pub mod config;
 pub mod demo;

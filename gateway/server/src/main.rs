@@ -31,6 +31,9 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Translate a Matrix/XMPP/Wire payload into MIMI content, or MIMI content into one
     Translate(cli::translate::TranslateArgs),
+    /// Bridges: `mimi bridge matrix registration --config FILE`
+    #[command(subcommand)]
+    Bridge(cli::bridge::BridgeCommand),
     /// Write a development federation: one CA, a certificate and a config per domain
     Init(cli::init::InitArgs),
     /// Run a gateway (a development gateway under ./mimi-data without --config)
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Content(c) => cli::content::run(c),
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Init(a) => cli::init::run(a),
+        Command::Bridge(c) => cli::bridge::run(c),
         Command::Translate(a) => cli::translate::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),

@@ -257,8 +257,21 @@ impl Session {
     /// [`SessionError`].
     pub async fn sync(&mut self, wait_s: u64) -> Result<Vec<Event>, SessionError> {
         let page = self.api.events(self.cursor, 1000, wait_s).await?;
+        let out = self.apply(page);
+        if self.cursor > 0 {
+            self.api.ack(self.cursor).await?;
+        }
+        Ok(out)
+    }
+
+    /// Processes a page of deliveries fetched elsewhere (a poller that does not hold the
+    /// session); advances the cursor (the caller acknowledges).
+    pub fn apply(&mut self, page: crate::api_client::Events) -> Vec<Event> {
         let mut out = Vec::new();
         for d in page.events {
+            if d.seq <= self.cursor {
+                continue;
+            }
             self.cursor = d.seq;
             if d.kind == "consent" {
                 continue;
@@ -284,10 +297,32 @@ impl Session {
                 out.push(ev);
             }
         }
-        if self.cursor > 0 {
-            self.api.ack(self.cursor).await?;
+        out
+    }
+
+    /// Submits an already built message (a bridge's translation).
+    ///
+    /// # Errors
+    /// [`SessionError`].
+    pub async fn send_message(
+        &mut self,
+        room: &str,
+        msg: &Message,
+    ) -> Result<SubmitOutcome, SessionError> {
+        let id = msg
+            .id()
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let body = self.member.send_message(room, msg)?;
+        let r = self.api.room("submit", room, body).await?;
+        if r.status != 200 {
+            return Err(status("submitMessage", &r));
         }
-        Ok(out)
+        let resp = SubmitMessageResponse::from_bytes(&r.body)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        if matches!(resp.outcome, SubmitOutcome::Accepted { .. }) {
+            self.view(room, self.member.user().to_owned(), id, msg);
+        }
+        Ok(resp.outcome)
     }
 
     /// Syncs until an event matching `pred` arrives or `timeout_s` passes; returns every event.

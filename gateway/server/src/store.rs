@@ -18,6 +18,7 @@ pub const SCHEMA_VERSION: u64 = 2;
 const ENGINE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("engine");
 const ASSETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("assets");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const BRIDGE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bridge");
 
 /// The gateway's database.
 #[derive(Debug)]
@@ -163,6 +164,36 @@ impl Store {
     pub fn set_meta(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
         let w = self.db.begin_write()?;
         w.open_table(META)?.insert(key, value)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// A bridge record (bridged users' MLS state, portals, the ID map).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn bridge_get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let r = self.db.begin_read()?;
+        let t = match r.open_table(BRIDGE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes bridge records in one transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn bridge_put(&self, records: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        let w = self.db.begin_write()?;
+        {
+            let mut t = w.open_table(BRIDGE)?;
+            for (k, v) in records {
+                t.insert(k.as_str(), v.as_slice())?;
+            }
+        }
         w.commit()?;
         Ok(())
     }

@@ -437,3 +437,21 @@ async fn hub_killed_mid_fanout_loses_nothing_and_duplicates_nothing() {
     let (_, o) = say(&mut w.alice, "after the crash").await;
     assert!(matches!(o, SubmitOutcome::Accepted { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_state_survives_export_and_import() {
+    let mut w = world("persist", RoomSetup::named("Lobby")).await;
+    // The bridges keep their members' MLS state in the gateway store this way.
+    let saved = w.alice.member.export();
+    w.alice.member = Member::import(&saved).unwrap();
+    assert_eq!(w.alice.member.epoch(ROOM), w.bob.member.epoch(ROOM));
+    let (id, o) = say(&mut w.alice, "after a restart").await;
+    assert!(matches!(o, SubmitOutcome::Accepted { .. }));
+    let evs = w
+        .bob
+        .sync_until(WAIT, |e| matches!(e, Event::Message { .. }))
+        .await
+        .unwrap();
+    assert_eq!(seen(&evs), vec![id.to_hex()]);
+    assert!(Member::import(b"{}").is_err());
+}

@@ -1,6 +1,7 @@
 //! Subcommands of `mimi`.
 
 pub(crate) mod bench;
+pub(crate) mod bridge;
 pub(crate) mod content;
 pub(crate) mod demo;
 pub(crate) mod init;

@@ -1,0 +1,278 @@
+//! Bridges: Matrix (an application service) and XMPP (an external component).
+//!
+//! Each bridged user of the other system is a MIMI client of this provider: an MLS member
+//! registered on this gateway's client API, whose state (openmls storage, signature key,
+//! delivery cursor) is kept in the gateway's store and restored at start. What a bridged user
+//! receives in MIMI rooms is translated (`mimi-adapters`) and posted into the mirrored room by
+//! puppets of the MIMI senders; what the bridged user sends in the other system is translated
+//! into MIMI content and sent to the room's hub as that user.
+//!
+//! **End-to-end encryption ends at the bridge** for bridged users: the gateway holds their MLS
+//! keys and sees their messages in clear text while translating, and the other system's own
+//! encryption (Megolm, OMEMO) is between its clients and the bridge at best. Native MIMI users
+//! keep end-to-end encryption among themselves; docs/bridges.md says the same.
+
+pub mod matrix;
+pub mod xmpp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use mimi_adapters::{IdMap, Provider, UriScheme};
+use mimi_client::{Event, Member};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::api_client::ApiClient;
+use crate::session::Session;
+use crate::store::Store;
+
+/// KeyPackages published for each bridged user.
+const KEY_PACKAGES: usize = 20;
+
+/// One bridged user.
+pub struct Bridged {
+    /// The native identity (`@bob:matrix.test`, `carol@xmpp.test`).
+    pub native: String,
+    /// The MIMI client acting for them.
+    pub session: Session,
+    token: String,
+}
+
+impl std::fmt::Debug for Bridged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridged")
+            .field("native", &self.native)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Deliveries of one bridged user, for the bridge's outbound loop.
+#[derive(Debug)]
+pub struct Delivered {
+    /// The bridged user's native identity.
+    pub native: String,
+    /// What the MLS member made of the deliveries.
+    pub events: Vec<Event>,
+}
+
+/// State shared by a bridge's tasks.
+pub struct Core {
+    /// Which system.
+    pub provider: Provider,
+    /// This gateway's domain.
+    pub domain: String,
+    /// This gateway's client API.
+    pub api: SocketAddr,
+    store: Arc<Store>,
+    /// Canonical URIs.
+    pub uris: UriScheme,
+    /// The ID map (persisted after each change).
+    pub ids: Mutex<IdMap>,
+    users: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Bridged>>>>,
+    deliveries: mpsc::Sender<Delivered>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("provider", &self.provider)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Loads the bridge state of `provider` from the store.
+    ///
+    /// # Errors
+    /// Unreadable stored state.
+    pub fn new(
+        provider: Provider,
+        domain: &str,
+        api: SocketAddr,
+        store: Arc<Store>,
+    ) -> anyhow::Result<(Arc<Self>, mpsc::Receiver<Delivered>)> {
+        let ids = match store.bridge_get(&format!("ids/{}", provider.name()))? {
+            Some(b) => IdMap::from_bytes(&b).context("stored ID map")?,
+            None => IdMap::new(),
+        };
+        let (tx, rx) = mpsc::channel(1024);
+        Ok((
+            Arc::new(Self {
+                provider,
+                domain: domain.to_owned(),
+                api,
+                store,
+                uris: UriScheme::new(domain),
+                ids: Mutex::new(ids),
+                users: tokio::sync::Mutex::new(HashMap::new()),
+                deliveries: tx,
+            }),
+            rx,
+        ))
+    }
+
+    fn key(&self, native: &str) -> String {
+        format!("user/{}/{native}", self.provider.name())
+    }
+
+    /// The MIMI user URI of a native user.
+    pub fn user_uri(&self, native: &str) -> String {
+        self.uris.user(self.provider, native)
+    }
+
+    /// Persists the ID map.
+    pub fn save_ids(&self) {
+        let bytes = self.ids.lock().map(|m| m.to_bytes()).unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .bridge_put(&[(format!("ids/{}", self.provider.name()), bytes)])
+        {
+            tracing::error!(error = %format!("{e:#}"), "cannot persist the bridge ID map");
+        }
+    }
+
+    /// Persists a bridged user's MLS state and cursor.
+    pub fn persist(&self, b: &Bridged) {
+        let v = json!({"member": hex::encode(b.session.member.export()), "token": b.token, "cursor": b.session.cursor});
+        if let Err(e) = self
+            .store
+            .bridge_put(&[(self.key(&b.native), v.to_string().into_bytes())])
+        {
+            tracing::error!(error = %format!("{e:#}"), user = %b.native, "cannot persist a bridged user");
+        }
+    }
+
+    /// A bridged user (None if not provisioned).
+    pub async fn user(&self, native: &str) -> Option<Arc<tokio::sync::Mutex<Bridged>>> {
+        self.users.lock().await.get(native).cloned()
+    }
+
+    /// Every bridged user's native identity.
+    pub async fn natives(&self) -> Vec<String> {
+        self.users.lock().await.keys().cloned().collect()
+    }
+
+    /// Restores or registers a bridged user, and starts its delivery loop.
+    ///
+    /// # Errors
+    /// Client API failures.
+    pub async fn provision(
+        self: &Arc<Self>,
+        native: &str,
+    ) -> anyhow::Result<Arc<tokio::sync::Mutex<Bridged>>> {
+        if let Some(u) = self.user(native).await {
+            return Ok(u);
+        }
+        let name = self.uris.user_name(self.provider, native);
+        let bridged = match self.store.bridge_get(&self.key(native))? {
+            Some(raw) => {
+                let v: serde_json::Value = serde_json::from_slice(&raw)?;
+                let member = Member::import(&hex::decode(v["member"].as_str().unwrap_or(""))?)?;
+                let token = v["token"].as_str().unwrap_or("").to_owned();
+                let session = Session {
+                    member,
+                    api: ApiClient::with_token(self.api, &token),
+                    cursor: v["cursor"].as_u64().unwrap_or(0),
+                    views: Default::default(),
+                };
+                Bridged {
+                    native: native.to_owned(),
+                    session,
+                    token,
+                }
+            }
+            None => {
+                let member = Member::new(&self.domain, &name, "bridge");
+                let mut api = ApiClient::new(self.api);
+                api.register(&name, "bridge", native)
+                    .await
+                    .with_context(|| format!("registering {native} as {name}"))?;
+                api.publish(&member.key_packages(KEY_PACKAGES)?).await?;
+                let token = api.token().unwrap_or_default().to_owned();
+                let b = Bridged {
+                    native: native.to_owned(),
+                    session: Session {
+                        member,
+                        api,
+                        cursor: 0,
+                        views: Default::default(),
+                    },
+                    token,
+                };
+                self.persist(&b);
+                b
+            }
+        };
+        tracing::info!(user = %native, mimi = %bridged.session.user(), "bridged user ready");
+        let token = bridged.token.clone();
+        let u = Arc::new(tokio::sync::Mutex::new(bridged));
+        self.users
+            .lock()
+            .await
+            .insert(native.to_owned(), Arc::clone(&u));
+        tokio::spawn(deliver(
+            Arc::clone(self),
+            native.to_owned(),
+            Arc::clone(&u),
+            ApiClient::with_token(self.api, &token),
+        ));
+        Ok(u)
+    }
+}
+
+/// Long-polls a bridged user's deliveries (without holding its session), processes them with
+/// its MLS member, persists, and hands the events to the bridge.
+async fn deliver(
+    core: Arc<Core>,
+    native: String,
+    user: Arc<tokio::sync::Mutex<Bridged>>,
+    poller: ApiClient,
+) {
+    loop {
+        let cursor = user.lock().await.session.cursor;
+        let page = match poller.events(cursor, 200, 20).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(user = %native, error = %e, "delivery poll failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if page.events.is_empty() {
+            continue;
+        }
+        let (events, cursor) = {
+            let mut u = user.lock().await;
+            let events = u.session.apply(page);
+            core.persist(&u);
+            (events, u.session.cursor)
+        };
+        let _ = poller.ack(cursor).await;
+        if core
+            .deliveries
+            .send(Delivered {
+                native: native.clone(),
+                events,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A short display name of a MIMI user URI: `alice (a.example)`, or the native identity of a
+/// bridged user (`@bob:matrix.test`).
+pub fn display(uri: &str) -> String {
+    if let Some((_, native)) = mimi_adapters::uris::any_native_user(uri) {
+        return native;
+    }
+    uri.strip_prefix("mimi://")
+        .and_then(|r| r.split_once("/u/"))
+        .map_or_else(|| uri.to_owned(), |(d, u)| format!("{u} ({d})"))
+}
