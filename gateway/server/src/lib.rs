@@ -24,6 +24,7 @@ pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod peers;
+pub mod raw;
 pub mod pki;
 pub mod serving;
 pub mod session;

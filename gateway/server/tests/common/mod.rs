@@ -8,16 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use mimi_gateway::pki;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// A port free for both TCP and UDP on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -108,21 +104,7 @@ impl Drop for Fed {
     }
 }
 
-/// A certificate and key, PEM.
-#[derive(Clone)]
-pub struct Pem {
-    pub cert: String,
-    pub key: String,
-}
-
-impl From<pki::Pem> for Pem {
-    fn from(p: pki::Pem) -> Self {
-        Self {
-            cert: p.cert,
-            key: p.key,
-        }
-    }
-}
+pub use mimi_gateway::raw::Pem;
 
 /// A `mimi run` process.
 pub struct Proc {
@@ -243,175 +225,5 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// What a raw request got back.
-#[derive(Debug)]
-pub struct Got {
-    pub status: u16,
-    pub retry_after: Option<u64>,
-    pub body: Vec<u8>,
-}
-
-impl Got {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).trim().to_owned()
-    }
-}
-
-/// A raw federation client: any client certificate (or none), any headers.
-#[derive(Clone)]
-pub struct Raw {
-    pub cert: Option<Pem>,
-    pub ca_pem: String,
-    pub server_name: String,
-    /// The request authority (`Host`), when it differs from the TLS server name.
-    pub authority: Option<String>,
-}
-
-fn roots(pem: &str) -> RootCertStore {
-    let mut r = RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        r.add(c.unwrap()).unwrap();
-    }
-    r
-}
-
-impl Raw {
-    fn tls(&self, alpn: &[u8]) -> rustls::ClientConfig {
-        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots(&self.ca_pem));
-        let mut c = match &self.cert {
-            Some(p) => {
-                let chain: Vec<CertificateDer<'static>> =
-                    CertificateDer::pem_slice_iter(p.cert.as_bytes())
-                        .map(Result::unwrap)
-                        .collect();
-                b.with_client_auth_cert(
-                    chain,
-                    PrivateKeyDer::from_pem_slice(p.key.as_bytes()).unwrap(),
-                )
-                .unwrap()
-            }
-            None => b.with_no_client_auth(),
-        };
-        c.alpn_protocols = vec![alpn.to_vec()];
-        c
-    }
-
-    /// One HTTP/3 request on a new connection.
-    pub async fn h3(
-        &self,
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Got, String> {
-        let q = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3")).unwrap();
-        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(q)));
-        let conn = ep
-            .connect(addr, &self.server_name)
-            .unwrap()
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        let mut req = http::Request::builder().method(method).uri(format!(
-            "https://{}{path}",
-            self.authority.as_deref().unwrap_or(&self.server_name)
-        ));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut s = send
-            .send_request(req.body(()).unwrap())
-            .await
-            .map_err(|e| e.to_string())?;
-        if !body.is_empty() {
-            // The server may stop reading an oversized body; that is not an error here.
-            let _ = s.send_data(Bytes::from(body)).await;
-        }
-        let _ = s.finish().await;
-        let resp = s.recv_response().await.map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while let Some(mut c) = s.recv_data().await.map_err(|e| e.to_string())? {
-            out.extend_from_slice(&c.copy_to_bytes(c.remaining()));
-        }
-        Ok(Got {
-            status: resp.status().as_u16(),
-            retry_after: retry(resp.headers()),
-            body: out,
-        })
-    }
-
-    /// One HTTPS (HTTP/2) request on a new connection.
-    pub async fn h2(
-        &self,
-        addr: SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Got, String> {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(self.server_name.clone()).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls(b"h2")))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        let conn = tokio::spawn(conn);
-        let mut req = http::Request::builder().method(method).uri(format!(
-            "https://{}{path}",
-            self.authority.as_deref().unwrap_or(&self.server_name)
-        ));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = match send
-            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                // The TLS alert that ended the connection is in the connection's error.
-                let why = match tokio::time::timeout(Duration::from_secs(5), conn).await {
-                    Ok(Ok(Err(c))) => format!("{c}: {:?}", std::error::Error::source(&c)),
-                    other => format!("{other:?}"),
-                };
-                return Err(format!("{e}; connection: {why}"));
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = retry(resp.headers());
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        Ok(Got {
-            status,
-            retry_after,
-            body,
-        })
-    }
-}
-
-fn retry(h: &http::HeaderMap) -> Option<u64> {
-    h.get("retry-after")?.to_str().ok()?.parse().ok()
-}
+#[allow(unused_imports)] // not every test file uses both
+pub use mimi_gateway::raw::{Got, Raw};
