@@ -135,13 +135,20 @@ impl ClientApi {
                     let _ = tcp.set_nodelay(true);
                     let api = Arc::clone(&self);
                     let stop = shutdown.clone();
+                    let mut end = shutdown.clone();
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let api = Arc::clone(&api);
                             let stop = stop.clone();
                             async move { Ok::<_, Infallible>(api.route(req, stop).await) }
                         });
-                        let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
+                        // Keep-alive connections end with the gateway (they hold its storage).
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            () = stopping(&mut end) => {}
+                        }
                     });
                 }
                 () = stopping(&mut shutdown) => break,

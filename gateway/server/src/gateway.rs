@@ -255,6 +255,7 @@ impl Gateway {
                 &cfg.domain,
                 addrs.client_api,
                 Arc::clone(&store_for_bridges),
+                stop_rx.clone(),
             )?;
             bridges.push(Box::new(
                 crate::bridge::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
@@ -268,6 +269,7 @@ impl Gateway {
                 &cfg.domain,
                 addrs.client_api,
                 Arc::clone(&store_for_bridges),
+                stop_rx.clone(),
             )?;
             bridges.push(Box::new(
                 crate::bridge::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())

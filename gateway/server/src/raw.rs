@@ -24,7 +24,10 @@ pub struct Pem {
 
 impl From<crate::pki::Pem> for Pem {
     fn from(p: crate::pki::Pem) -> Self {
-        Self { cert: p.cert, key: p.key }
+        Self {
+            cert: p.cert,
+            key: p.key,
+        }
     }
 }
 
@@ -64,7 +67,8 @@ pub struct Raw {
 fn roots(pem: &str) -> Result<RootCertStore, String> {
     let mut r = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        r.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        r.add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     Ok(r)
 }
@@ -83,19 +87,31 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 impl Raw {
     /// A client presenting `cert` to `server_name`.
     pub fn new(cert: Option<Pem>, ca_pem: &str, server_name: &str) -> Self {
-        Self { cert, ca_pem: ca_pem.to_owned(), server_name: server_name.to_owned(), authority: None }
+        Self {
+            cert,
+            ca_pem: ca_pem.to_owned(),
+            server_name: server_name.to_owned(),
+            authority: None,
+        }
     }
 
     fn tls(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, String> {
-        let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots(&self.ca_pem)?);
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots(&self.ca_pem)?);
         let mut c = match &self.cert {
             Some(p) => {
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(p.cert.as_bytes()).filter_map(Result::ok).collect();
-                let key = PrivateKeyDer::from_pem_slice(p.key.as_bytes()).map_err(|e| format!("client key: {e}"))?;
-                b.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate: {e}"))?
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(p.cert.as_bytes())
+                        .filter_map(Result::ok)
+                        .collect();
+                let key = PrivateKeyDer::from_pem_slice(p.key.as_bytes())
+                    .map_err(|e| format!("client key: {e}"))?;
+                b.with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
             }
             None => b.with_no_client_auth(),
         };
@@ -104,24 +120,56 @@ impl Raw {
     }
 
     fn uri(&self, path: &str) -> String {
-        format!("https://{}{path}", self.authority.as_deref().unwrap_or(&self.server_name))
+        format!(
+            "https://{}{path}",
+            self.authority.as_deref().unwrap_or(&self.server_name)
+        )
     }
 
     /// One HTTP/3 request on a new connection.
     ///
     /// # Errors
     /// Connection, TLS (e.g. a refused certificate) or stream failures, as text.
-    pub async fn h3(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Got, String> {
-        tokio::time::timeout(TIMEOUT, self.h3_inner(addr, method, path, headers, body)).await.map_err(|_| "timed out".to_owned())?
+    pub async fn h3(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Got, String> {
+        tokio::time::timeout(TIMEOUT, self.h3_inner(addr, method, path, headers, body))
+            .await
+            .map_err(|_| "timed out".to_owned())?
     }
 
-    async fn h3_inner(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Got, String> {
-        let q = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3")?).map_err(|e| e.to_string())?;
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
+    async fn h3_inner(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Got, String> {
+        let q = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3")?)
+            .map_err(|e| e.to_string())?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|e: std::net::AddrParseError| e.to_string())?;
         let mut ep = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
         ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(q)));
-        let conn = ep.connect(addr, &self.server_name).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
-        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn)).await.map_err(|e| e.to_string())?;
+        let conn = ep
+            .connect(addr, &self.server_name)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
@@ -141,7 +189,12 @@ impl Raw {
         while let Some(mut c) = s.recv_data().await.map_err(|e| e.to_string())? {
             out.extend_from_slice(&c.copy_to_bytes(c.remaining()));
         }
-        Ok(Got { status: resp.status().as_u16(), retry_after: retry(resp.headers()), content_type: ctype(resp.headers()), body: out })
+        Ok(Got {
+            status: resp.status().as_u16(),
+            retry_after: retry(resp.headers()),
+            content_type: ctype(resp.headers()),
+            body: out,
+        })
     }
 
     /// One HTTPS (HTTP/2) request on a new connection.
@@ -149,21 +202,47 @@ impl Raw {
     /// # Errors
     /// Connection, TLS or stream failures, as text (with the TLS alert when the server
     /// refused the certificate).
-    pub async fn h2(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Got, String> {
-        tokio::time::timeout(TIMEOUT, self.h2_inner(addr, method, path, headers, body)).await.map_err(|_| "timed out".to_owned())?
+    pub async fn h2(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Got, String> {
+        tokio::time::timeout(TIMEOUT, self.h2_inner(addr, method, path, headers, body))
+            .await
+            .map_err(|_| "timed out".to_owned())?
     }
 
-    async fn h2_inner(&self, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Got, String> {
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    async fn h2_inner(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Got, String> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let name = ServerName::try_from(self.server_name.clone()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls(b"h2")?)).connect(name, tcp).await.map_err(|e| e.to_string())?;
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls(b"h2")?))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
         let conn = tokio::spawn(conn);
         let mut req = http::Request::builder().method(method).uri(self.uri(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
         let resp = match send.send_request(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -179,16 +258,37 @@ impl Raw {
         };
         let status = resp.status().as_u16();
         let (retry_after, content_type) = (retry(resp.headers()), ctype(resp.headers()));
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
-        Ok(Got { status, retry_after, content_type, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Got {
+            status,
+            retry_after,
+            content_type,
+            body,
+        })
     }
 
     /// Connects and only reads, to see how the server ends a refused connection.
     async fn probe(&self, addr: SocketAddr) -> String {
         use tokio::io::AsyncReadExt as _;
-        let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { return "probe: no connection".into() };
-        let (Ok(name), Ok(tls)) = (ServerName::try_from(self.server_name.clone()), self.tls(b"h2")) else { return "probe: no TLS".into() };
-        match tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await {
+        let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+            return "probe: no connection".into();
+        };
+        let (Ok(name), Ok(tls)) = (
+            ServerName::try_from(self.server_name.clone()),
+            self.tls(b"h2"),
+        ) else {
+            return "probe: no TLS".into();
+        };
+        match tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+        {
             Err(e) => format!("probe: {e}"),
             Ok(mut s) => {
                 let mut buf = [0u8; 64];
@@ -205,7 +305,19 @@ impl Raw {
     ///
     /// # Errors
     /// As [`Raw::h3`] and [`Raw::h2`].
-    pub async fn send(&self, transport: &str, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Got, String> {
-        if transport == "https" { self.h2(addr, method, path, headers, body).await } else { self.h3(addr, method, path, headers, body).await }
+    pub async fn send(
+        &self,
+        transport: &str,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Got, String> {
+        if transport == "https" {
+            self.h2(addr, method, path, headers, body).await
+        } else {
+            self.h3(addr, method, path, headers, body).await
+        }
     }
 }

@@ -73,6 +73,7 @@ pub struct Core {
     pub ids: Mutex<IdMap>,
     users: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Bridged>>>>,
     deliveries: mpsc::Sender<Delivered>,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Core {
@@ -94,6 +95,7 @@ impl Core {
         domain: &str,
         api: SocketAddr,
         store: Arc<Store>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<(Arc<Self>, mpsc::Receiver<Delivered>)> {
         let ids = match store.bridge_get(&format!("ids/{}", provider.name()))? {
             Some(b) => IdMap::from_bytes(&b).context("stored ID map")?,
@@ -110,6 +112,7 @@ impl Core {
                 ids: Mutex::new(ids),
                 users: tokio::sync::Mutex::new(HashMap::new()),
                 deliveries: tx,
+                stop,
             }),
             rx,
         ))
@@ -232,9 +235,15 @@ async fn deliver(
     user: Arc<tokio::sync::Mutex<Bridged>>,
     poller: ApiClient,
 ) {
+    let mut stop = core.stop.clone();
     loop {
         let cursor = user.lock().await.session.cursor;
-        let page = match poller.events(cursor, 200, 20).await {
+        // Ends with the gateway: the loop holds the bridge state and its storage.
+        let polled = tokio::select! {
+            p = poller.events(cursor, 200, 20) => p,
+            () = crate::serving::stopping(&mut stop) => return,
+        };
+        let page = match polled {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(user = %native, error = %e, "delivery poll failed; retrying");

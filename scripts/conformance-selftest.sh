@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs mimi-conformance against our own gateway (`mimi run`) in both roles and over both
+# transports: a development federation of target.example (the gateway under test) and
+# suite.example (the suite's side), on loopback. Reports go to target/conformance/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --locked -q -p mimi-gateway -p mimi-conformance
+MIMI=$PWD/target/debug/mimi
+SUITE=$PWD/target/debug/mimi-conformance
+OUT=$PWD/target/conformance
+DIR=$(mktemp -d)
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+BASE=$(( 20000 + RANDOM % 20000 ))
+"$MIMI" init --domain target.example --domain suite.example --out "$DIR" --base-port "$BASE" >/dev/null 2>&1
+TARGET_PORT=$BASE
+CLIENT_API=$((BASE + 2))
+SUITE_PORT=$((BASE + 10))
+
+(cd "$DIR/target.example" && exec "$MIMI" run --config config.toml) >"$DIR/target.out" 2>"$DIR/target.err" &
+PID=$!
+cleanup() {
+    kill "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do grep -q '^listening' "$DIR/target.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^listening' "$DIR/target.out" || { cat "$DIR/target.err" >&2; echo "the target gateway did not start" >&2; exit 1; }
+
+status=0
+for role in hub follower; do
+    for transport in h3 https; do
+        echo "==> mimi-conformance run --role $role --transport $transport"
+        "$SUITE" run --role "$role" --transport "$transport" \
+            --target "https://127.0.0.1:$TARGET_PORT" --target-domain target.example \
+            --our-domain suite.example --cert "$DIR/suite.example/cert.pem" --key "$DIR/suite.example/key.pem" \
+            --ca "$DIR/ca.pem" --listen "127.0.0.1:$SUITE_PORT" --hook "http://127.0.0.1:$CLIENT_API" \
+            --junit "$OUT/$role-$transport.xml" --json "$OUT/$role-$transport.json" || status=1
+    done
+done
+exit $status
