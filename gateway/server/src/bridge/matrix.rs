@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mimi_adapters::matrix::Matrix;
-use mimi_adapters::{Adapter, Context, Provider};
+use mimi_adapters::{Adapter, Provider};
 use mimi_client::Event;
 use mimi_proto::directory::encode_path_value;
 use serde_json::{Value, json};
@@ -60,8 +60,8 @@ pub struct MatrixBridge {
     portals: Mutex<(HashMap<String, String>, HashMap<String, String>)>,
     /// Puppets registered / joined per room.
     puppets: Mutex<Puppets>,
-    /// MIMI room → bridged users joined to it.
-    joined: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Which bridged user relays each room.
+    relays: super::Relays,
     /// Transaction IDs already processed (bounded).
     seen_txns: Mutex<VecDeque<String>>,
     /// One translation at a time, in order.
@@ -133,7 +133,7 @@ impl MatrixBridge {
             adapter,
             portals: Mutex::new((HashMap::new(), HashMap::new())),
             puppets: Mutex::new((BTreeSet::new(), BTreeSet::new())),
-            joined: Mutex::new(HashMap::new()),
+            relays: super::Relays::default(),
             seen_txns: Mutex::new(VecDeque::new()),
             inbound: Mutex::new(()),
             txn: std::sync::atomic::AtomicU64::new(0),
@@ -152,12 +152,7 @@ impl MatrixBridge {
             let user = b.core.provision(&u).await?;
             let rooms = user.lock().await.session.member.rooms();
             for r in rooms {
-                b.joined
-                    .lock()
-                    .await
-                    .entry(r)
-                    .or_default()
-                    .insert(u.clone());
+                b.relays.join(&r, &u).await;
             }
         }
         tokio::spawn(Arc::clone(&b).outbound(deliveries, shutdown));
@@ -287,109 +282,59 @@ impl MatrixBridge {
     }
 
     async fn relay(&self, native: &str, ev: Event) -> anyhow::Result<()> {
-        match ev {
-            Event::Joined { room } => {
-                self.joined
-                    .lock()
-                    .await
-                    .entry(room)
-                    .or_default()
-                    .insert(native.to_owned());
-            }
-            Event::Removed { room } => {
-                if let Some(s) = self.joined.lock().await.get_mut(&room) {
-                    s.remove(native);
-                }
-            }
-            Event::Message {
-                room,
-                sender,
-                message,
-                ..
-            } => {
-                // One relay per room: the first bridged user (in order) that is in it.
-                let relay = self
-                    .joined
-                    .lock()
-                    .await
-                    .get(&room)
-                    .and_then(|s| s.iter().next().cloned());
-                if relay.as_deref() != Some(native) {
-                    return Ok(());
-                }
-                // Messages of bridged Matrix users are already in Matrix.
-                if matches!(
-                    self.core.uris.native_user(&sender),
-                    Some((Provider::Matrix, _))
-                ) {
-                    return Ok(());
-                }
-                let Some(room_id) = self.portals.lock().await.0.get(&room).cloned() else {
-                    tracing::debug!(%room, "no mirrored Matrix room");
-                    return Ok(());
-                };
-                let puppet = self.puppet_in(&sender, &room_id).await?;
-                let out = {
-                    let mut ids = self
-                        .core
-                        .ids
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("ID map lock"))?;
-                    let mut salt = mimi_adapters::random_salt;
-                    let mut ctx = Context {
-                        room: &room,
-                        native_room: &room_id,
-                        ids: &mut ids,
-                        uris: &self.core.uris,
-                        salt: &mut salt,
-                        media: None,
-                    };
-                    self.adapter.from_mimi(&mut ctx, &sender, &message)?
-                };
-                for l in &out.lost {
-                    tracing::info!(%room, lost = %l, "not carried into Matrix");
-                }
-                for item in out.items {
-                    let txn = format!(
-                        "{}-{}",
-                        item["txn_id"].as_str().unwrap_or("t"),
-                        self.txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    );
-                    let user = encode_path_value(&puppet);
-                    let (path, body) = if item["type"] == "m.room.redaction" {
-                        (
-                            format!(
-                                "/_matrix/client/v3/rooms/{}/redact/{}/{txn}?user_id={user}",
-                                encode_path_value(&room_id),
-                                encode_path_value(item["redacts"].as_str().unwrap_or(""))
-                            ),
-                            json!({}),
-                        )
-                    } else {
-                        (
-                            format!(
-                                "/_matrix/client/v3/rooms/{}/send/{}/{txn}?user_id={user}",
-                                encode_path_value(&room_id),
-                                item["type"].as_str().unwrap_or("m.room.message")
-                            ),
-                            item["content"].clone(),
-                        )
-                    };
-                    let (s, v) = self.cs(Method::PUT, &path, Some(&body)).await?;
-                    if s != 200 {
-                        bail!("posting as {puppet}: {s} {v}");
-                    }
-                    if let (Some(event_id), Some(t)) =
-                        (v["event_id"].as_str(), item["txn_id"].as_str())
-                        && let Ok(mut ids) = self.core.ids.lock()
-                    {
-                        ids.alias(Provider::Matrix, &room_id, t, event_id);
-                    }
-                }
-                self.core.save_ids();
-            }
-            _ => {}
+        let Some((room, sender, message)) = self.relays.filter(&self.core, native, ev).await else {
+            return Ok(());
+        };
+        let Some(room_id) = self.portals.lock().await.0.get(&room).cloned() else {
+            tracing::debug!(%room, "no mirrored Matrix room");
+            return Ok(());
+        };
+        let puppet = self.puppet_in(&sender, &room_id).await?;
+        let out = {
+            self.core.translate(&room, &room_id, |ctx| {
+                self.adapter.from_mimi(ctx, &sender, &message)
+            })??
+        };
+        for l in &out.lost {
+            tracing::info!(%room, lost = %l, "not carried into Matrix");
         }
+        for item in out.items {
+            let txn = format!(
+                "{}-{}",
+                item["txn_id"].as_str().unwrap_or("t"),
+                self.txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let user = encode_path_value(&puppet);
+            let (path, body) = if item["type"] == "m.room.redaction" {
+                (
+                    format!(
+                        "/_matrix/client/v3/rooms/{}/redact/{}/{txn}?user_id={user}",
+                        encode_path_value(&room_id),
+                        encode_path_value(item["redacts"].as_str().unwrap_or(""))
+                    ),
+                    json!({}),
+                )
+            } else {
+                (
+                    format!(
+                        "/_matrix/client/v3/rooms/{}/send/{}/{txn}?user_id={user}",
+                        encode_path_value(&room_id),
+                        item["type"].as_str().unwrap_or("m.room.message")
+                    ),
+                    item["content"].clone(),
+                )
+            };
+            let (s, v) = self.cs(Method::PUT, &path, Some(&body)).await?;
+            if s != 200 {
+                bail!("posting as {puppet}: {s} {v}");
+            }
+            if let (Some(event_id), Some(t)) = (v["event_id"].as_str(), item["txn_id"].as_str())
+                && let Ok(mut ids) = self.core.ids.lock()
+            {
+                ids.alias(Provider::Matrix, &room_id, t, event_id);
+            }
+        }
+        self.core.save_ids();
         Ok(())
     }
 
@@ -518,21 +463,8 @@ impl MatrixBridge {
         }
         let me = u.session.user().to_owned();
         let translated = {
-            let mut ids = self
-                .core
-                .ids
-                .lock()
-                .map_err(|_| anyhow::anyhow!("ID map lock"))?;
-            let mut salt = mimi_adapters::random_salt;
-            let mut ctx = Context {
-                room: &room,
-                native_room: room_id,
-                ids: &mut ids,
-                uris: &self.core.uris,
-                salt: &mut salt,
-                media: None,
-            };
-            self.adapter.to_mimi(&mut ctx, &me, ev)?
+            self.core
+                .translate(&room, room_id, |ctx| self.adapter.to_mimi(ctx, &me, ev))??
         };
         for l in &translated.lost {
             tracing::info!(%sender, lost = %l, "not carried into MIMI");

@@ -15,12 +15,12 @@
 pub mod matrix;
 pub mod xmpp;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use mimi_adapters::{IdMap, Provider, UriScheme};
+use mimi_adapters::{Context, IdMap, Provider, UriScheme};
 use mimi_client::{Event, Member};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -284,4 +284,91 @@ pub fn display(uri: &str) -> String {
     uri.strip_prefix("mimi://")
         .and_then(|r| r.split_once("/u/"))
         .map_or_else(|| uri.to_owned(), |(d, u)| format!("{u} ({d})"))
+}
+
+impl Core {
+    /// Runs `f` with a translation context for `room` / `native_room` (the ID map locked).
+    ///
+    /// # Errors
+    /// A poisoned lock.
+    pub fn translate<R>(
+        &self,
+        room: &str,
+        native_room: &str,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> anyhow::Result<R> {
+        let mut ids = self
+            .ids
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ID map lock"))?;
+        let mut salt = mimi_adapters::random_salt;
+        let mut ctx = Context {
+            room,
+            native_room,
+            ids: &mut ids,
+            uris: &self.uris,
+            salt: &mut salt,
+            media: None,
+        };
+        Ok(f(&mut ctx))
+    }
+}
+
+/// Which bridged user relays each MIMI room into the other system: one per room (the first in
+/// order), so that a message several bridged users receive is posted once.
+#[derive(Debug, Default)]
+pub struct Relays {
+    joined: tokio::sync::Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+impl Relays {
+    /// `native` is in `room`.
+    pub async fn join(&self, room: &str, native: &str) {
+        self.joined
+            .lock()
+            .await
+            .entry(room.to_owned())
+            .or_default()
+            .insert(native.to_owned());
+    }
+
+    /// Tracks joins and removals; returns `(room, sender, message)` when `native` relays the
+    /// room and the sender is not a user of `provider` (whose messages are there already).
+    pub async fn filter(
+        &self,
+        core: &Core,
+        native: &str,
+        ev: Event,
+    ) -> Option<(String, String, mimi_content::Message)> {
+        match ev {
+            Event::Joined { room } => {
+                self.join(&room, native).await;
+                None
+            }
+            Event::Removed { room } => {
+                if let Some(s) = self.joined.lock().await.get_mut(&room) {
+                    s.remove(native);
+                }
+                None
+            }
+            Event::Message {
+                room,
+                sender,
+                message,
+                ..
+            } => {
+                let relay = self
+                    .joined
+                    .lock()
+                    .await
+                    .get(&room)
+                    .and_then(|s| s.iter().next().cloned());
+                let native_sender =
+                    matches!(core.uris.native_user(&sender), Some((p, _)) if p == core.provider);
+                (relay.as_deref() == Some(native) && !native_sender)
+                    .then_some((room, sender, message))
+            }
+            _ => None,
+        }
+    }
 }

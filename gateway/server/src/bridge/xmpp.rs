@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use mimi_adapters::xml::{Element, StreamItem, StreamSplitter};
 use mimi_adapters::xmpp::Xmpp;
-use mimi_adapters::{Adapter, Context, Provider};
+use mimi_adapters::{Adapter, Provider};
 use mimi_client::Event;
 use sha1_smol::Sha1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,8 +48,8 @@ pub struct XmppBridge {
     occupants: Mutex<HashMap<(String, String), String>>,
     /// (puppet JID, MUC) joined, and puppets' nicks per MUC.
     puppets: Mutex<Puppets>,
-    /// MIMI room → bridged users joined to it.
-    joined: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Which bridged user relays each room.
+    relays: super::Relays,
     inbound: Mutex<()>,
 }
 
@@ -162,7 +162,7 @@ impl XmppBridge {
             mucs,
             occupants: Mutex::new(HashMap::new()),
             puppets: Mutex::new((BTreeSet::new(), BTreeSet::new())),
-            joined: Mutex::new(HashMap::new()),
+            relays: super::Relays::default(),
             inbound: Mutex::new(()),
         });
         tokio::spawn(Arc::clone(&b).read(reader, splitter, pending, shutdown.clone()));
@@ -180,12 +180,7 @@ impl XmppBridge {
             let user = b.core.provision(&u).await?;
             let rooms = user.lock().await.session.member.rooms();
             for r in rooms {
-                b.joined
-                    .lock()
-                    .await
-                    .entry(r)
-                    .or_default()
-                    .insert(u.clone());
+                b.relays.join(&r, &u).await;
             }
         }
         tokio::spawn(Arc::clone(&b).outbound(deliveries, shutdown));
@@ -334,21 +329,8 @@ impl XmppBridge {
         }
         let me = u.session.user().to_owned();
         let translated = {
-            let mut ids = self
-                .core
-                .ids
-                .lock()
-                .map_err(|_| anyhow::anyhow!("ID map lock"))?;
-            let mut salt = mimi_adapters::random_salt;
-            let mut ctx = Context {
-                room: &room,
-                native_room: muc,
-                ids: &mut ids,
-                uris: &self.core.uris,
-                salt: &mut salt,
-                media: None,
-            };
-            self.adapter.to_mimi(&mut ctx, &me, m)?
+            self.core
+                .translate(&room, muc, |ctx| self.adapter.to_mimi(ctx, &me, m))??
         };
         for l in &translated.lost {
             tracing::info!(%jid, lost = %l, "not carried into MIMI");
@@ -398,72 +380,26 @@ impl XmppBridge {
     }
 
     async fn relay(&self, native: &str, ev: Event) -> anyhow::Result<()> {
-        match ev {
-            Event::Joined { room } => {
-                self.joined
-                    .lock()
-                    .await
-                    .entry(room)
-                    .or_default()
-                    .insert(native.to_owned());
-            }
-            Event::Removed { room } => {
-                if let Some(s) = self.joined.lock().await.get_mut(&room) {
-                    s.remove(native);
-                }
-            }
-            Event::Message {
-                room,
-                sender,
-                message,
-                ..
-            } => {
-                let relay = self
-                    .joined
-                    .lock()
-                    .await
-                    .get(&room)
-                    .and_then(|s| s.iter().next().cloned());
-                if relay.as_deref() != Some(native)
-                    || matches!(
-                        self.core.uris.native_user(&sender),
-                        Some((Provider::Xmpp, _))
-                    )
-                {
-                    return Ok(());
-                }
-                let Some(muc) = self.rooms.get(&room).cloned() else {
-                    return Ok(());
-                };
-                let puppet = self.puppet_in(&sender, &muc).await?;
-                let out = {
-                    let mut ids = self
-                        .core
-                        .ids
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("ID map lock"))?;
-                    let mut salt = mimi_adapters::random_salt;
-                    let mut ctx = Context {
-                        room: &room,
-                        native_room: &muc,
-                        ids: &mut ids,
-                        uris: &self.core.uris,
-                        salt: &mut salt,
-                        media: None,
-                    };
-                    self.adapter.from_mimi(&mut ctx, &sender, &message)?
-                };
-                for l in &out.lost {
-                    tracing::info!(%room, lost = %l, "not carried into XMPP");
-                }
-                for mut st in out.items {
-                    st.set_attr("from", &format!("{puppet}/gw"));
-                    self.send(&st).await?;
-                }
-                self.core.save_ids();
-            }
-            _ => {}
+        let Some((room, sender, message)) = self.relays.filter(&self.core, native, ev).await else {
+            return Ok(());
+        };
+        let Some(muc) = self.rooms.get(&room).cloned() else {
+            return Ok(());
+        };
+        let puppet = self.puppet_in(&sender, &muc).await?;
+        let out = {
+            self.core.translate(&room, &muc, |ctx| {
+                self.adapter.from_mimi(ctx, &sender, &message)
+            })??
+        };
+        for l in &out.lost {
+            tracing::info!(%room, lost = %l, "not carried into XMPP");
         }
+        for mut st in out.items {
+            st.set_attr("from", &format!("{puppet}/gw"));
+            self.send(&st).await?;
+        }
+        self.core.save_ids();
         Ok(())
     }
 }
