@@ -12,7 +12,7 @@ OUT=$PWD/target/conformance
 DIR=$(mktemp -d)
 rm -rf "$OUT" && mkdir -p "$OUT"
 
-BASE=$(( 20000 + RANDOM % 20000 ))
+BASE=$(( 10000 + RANDOM % 20000 ))  # below the ephemeral range (32768+)
 "$MIMI" init --domain target.example --domain suite.example --out "$DIR" --base-port "$BASE" >/dev/null 2>&1
 TARGET_PORT=$BASE
 CLIENT_API=$((BASE + 2))

@@ -118,11 +118,19 @@ fn kmr(size: usize) -> (Vec<u8>, String) {
     )
 }
 
-fn peer_client(dir: &Path, transport: &str) -> anyhow::Result<PeerClient> {
+fn peer_client(
+    dir: &Path,
+    transport: &str,
+    b: crate::gateway::Addrs,
+) -> anyhow::Result<PeerClient> {
     let path = dir.join("a.example").join("config.toml");
     let mut cfg = Config::load(&path)?;
     for p in &mut cfg.peers {
         p.transport = transport.to_owned();
+        if p.domain == "b.example" {
+            p.quic = b.quic;
+            p.https = b.https;
+        }
     }
     let id = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
     let trust = Arc::new(Trust::from_config(&cfg)?);
@@ -193,6 +201,7 @@ struct LinkLoads {
 
 async fn link_loads(
     dir: &Path,
+    b: crate::gateway::Addrs,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<LinkLoads> {
@@ -217,7 +226,7 @@ async fn link_loads(
     .await?;
     let mut out = Vec::new();
     for transport in ["h3", "https"] {
-        let client = Arc::new(peer_client(dir, transport)?);
+        let client = Arc::new(peer_client(dir, transport, b)?);
         let (body, path) = (body.clone(), path.clone());
         let l = load(concurrency, duration, move || {
             let (client, body, path) = (Arc::clone(&client), body.clone(), path.clone());
@@ -253,7 +262,7 @@ pub async fn links(dir: &Path, duration: Duration) -> anyhow::Result<String> {
         "| concurrency | bare quinn echo (req/s, p50) | HTTP/3 MIMI (req/s, p50, p99) | HTTPS/2 MIMI (req/s, p50, p99) | HTTP/3 ÷ echo | HTTPS ÷ echo |\n|---|---|---|---|---|---|\n",
     );
     for c in [1, 16] {
-        let l = link_loads(dir, c, duration).await?;
+        let l = link_loads(dir, fed.get("b.example").addrs, c, duration).await?;
         let _ = writeln!(
             report,
             "| {c} | {:.0}, {} | {:.0}, {}, {} | {:.0}, {}, {} | {:.2} | {:.2} |",
@@ -287,8 +296,12 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
         domains.extend((2..=followers).map(|i| format!("f{i}.example")));
         let names: Vec<&str> = domains.iter().map(String::as_str).collect();
         let fed = LocalFederation::start(&names, &sub, unthrottled).await?;
-        let bare = link_loads(&sub, 1, Duration::from_secs(1)).await?.h3;
-        let bare16 = link_loads(&sub, 16, Duration::from_secs(1)).await?.h3;
+        let bare = link_loads(&sub, fed.get("b.example").addrs, 1, Duration::from_secs(1))
+            .await?
+            .h3;
+        let bare16 = link_loads(&sub, fed.get("b.example").addrs, 16, Duration::from_secs(1))
+            .await?
+            .h3;
         let room = "mimi://a.example/r/bench";
         let mut alice = Session::register(
             fed.get("a.example").addrs.client_api,

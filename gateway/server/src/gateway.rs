@@ -75,6 +75,7 @@ pub struct Gateway {
     driver: JoinHandle<()>,
     inflight: Arc<Inflight>,
     ready: Arc<Ready>,
+    peers: Arc<PeerClient>,
     _bridges: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -169,8 +170,13 @@ impl Gateway {
             Arc::clone(&trust),
             Arc::clone(&metrics),
         )?);
-        let (engine, driver) =
-            driver::spawn(engine, Arc::clone(&store), peers, Arc::clone(&metrics));
+        let (engine, driver) = driver::spawn(
+            engine,
+            Arc::clone(&store),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+        );
+        let peer_client = peers;
 
         let https = crate::https_server::bind(cfg.listen.https).await?;
         let https_addr = https.local_addr()?;
@@ -290,8 +296,19 @@ impl Gateway {
             driver,
             inflight,
             ready,
+            peers: peer_client,
             _bridges: bridges,
         })
+    }
+
+    /// Changes where this gateway reaches the peer `domain` (see [`PeerClient::set_address`]).
+    pub async fn set_peer_address(
+        &self,
+        domain: &str,
+        quic: Option<SocketAddr>,
+        https: SocketAddr,
+    ) {
+        self.peers.set_address(domain, quic, https).await;
     }
 
     /// Graceful shutdown: stop accepting, let requests in flight finish (up to 10 s), close

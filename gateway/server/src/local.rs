@@ -10,15 +10,17 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::pki;
 
-/// A port free for both TCP and UDP on 127.0.0.1 (bound and released; loopback only).
+/// A port free for both TCP and UDP on 127.0.0.1, chosen below the kernel's ephemeral range
+/// (32768 and up on Linux) so that outgoing connections never take it before it is bound.
 ///
 /// # Errors
-/// When no socket can be bound.
+/// When no port is found.
 pub fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..100 {
-        let t = TcpListener::bind("127.0.0.1:0")?;
-        let p = t.local_addr()?.port();
-        if UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok() {
+    for _ in 0..1000 {
+        let p = 10_000 + rand::random::<u16>() % 22_000;
+        if TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok()
+            && UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], p))).is_ok()
+        {
             return Ok(p);
         }
     }
@@ -46,17 +48,28 @@ impl LocalFederation {
         tweak: impl Fn(&mut Config),
     ) -> anyhow::Result<Self> {
         let domains: Vec<String> = domains.iter().map(|d| (*d).to_owned()).collect();
-        let mut ports = Vec::new();
-        for _ in &domains {
-            ports.push((free_port()?, free_port()?, free_port()?));
-        }
+        // Placeholder ports in the files; every gateway binds port 0 and the real addresses
+        // are given to the others once all are up (no race for free ports).
+        let ports: Vec<(u16, u16, u16)> =
+            (0..domains.len()).map(|i| (1 + i as u16, 1, 1)).collect();
         let configs = pki::init_with_ports(&domains, dir, &ports)
             .with_context(|| format!("cannot write a federation into {}", dir.display()))?;
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut gateways = Vec::new();
         for path in configs {
             let mut cfg = Config::load(&path)?;
+            cfg.listen.quic = Some(any);
+            cfg.listen.https = any;
+            cfg.listen.admin = any;
+            cfg.listen.client_api = any;
             tweak(&mut cfg);
             gateways.push(Gateway::start(cfg).await?);
+        }
+        for g in &gateways {
+            for other in gateways.iter().filter(|o| o.domain != g.domain) {
+                g.set_peer_address(&other.domain, other.addrs.quic, other.addrs.https)
+                    .await;
+            }
         }
         Ok(Self {
             dir: dir.to_owned(),

@@ -54,7 +54,7 @@ pub struct PeerClient {
     our_domain: String,
     identity: Arc<Identity>,
     trust: Arc<Trust>,
-    peers: BTreeMap<String, PeerAddr>,
+    peers: Mutex<BTreeMap<String, PeerAddr>>,
     quic: Option<quinn::Endpoint>,
     h3: tokio::sync::Mutex<HashMap<String, H3Sender>>,
     h2: tokio::sync::Mutex<HashMap<String, H2Sender>>,
@@ -71,7 +71,14 @@ impl std::fmt::Debug for PeerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerClient")
             .field("our_domain", &self.our_domain)
-            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .field(
+                "peers",
+                &self
+                    .peers
+                    .lock()
+                    .map(|p| p.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -105,20 +112,21 @@ impl PeerClient {
             our_domain: cfg.domain.clone(),
             identity,
             trust,
-            peers: cfg
-                .peers
-                .iter()
-                .map(|p| {
-                    (
-                        p.domain.clone(),
-                        PeerAddr {
-                            quic: p.quic,
-                            https: p.https,
-                            transport: p.transport.clone(),
-                        },
-                    )
-                })
-                .collect(),
+            peers: Mutex::new(
+                cfg.peers
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.domain.clone(),
+                            PeerAddr {
+                                quic: p.quic,
+                                https: p.https,
+                                transport: p.transport.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
             quic,
             h3: tokio::sync::Mutex::new(HashMap::new()),
             h2: tokio::sync::Mutex::new(HashMap::new()),
@@ -132,9 +140,22 @@ impl PeerClient {
         })
     }
 
+    /// Changes where a configured peer is reached (in-process federations whose gateways bind
+    /// port 0 learn each other's addresses after starting). Cached connections are dropped.
+    pub async fn set_address(&self, domain: &str, quic: Option<SocketAddr>, https: SocketAddr) {
+        if let Ok(mut p) = self.peers.lock()
+            && let Some(a) = p.get_mut(domain)
+        {
+            a.quic = quic;
+            a.https = https;
+        }
+        self.h3.lock().await.remove(domain);
+        self.h2.lock().await.remove(domain);
+    }
+
     /// Whether `domain` is a configured peer.
     pub fn knows(&self, domain: &str) -> bool {
-        self.peers.contains_key(domain)
+        self.peers.lock().is_ok_and(|p| p.contains_key(domain))
     }
 
     fn use_quic(&self, peer: &str, a: &PeerAddr) -> bool {
@@ -163,8 +184,9 @@ impl PeerClient {
     ) -> Result<HttpReply, String> {
         let a = self
             .peers
-            .get(peer)
-            .cloned()
+            .lock()
+            .ok()
+            .and_then(|p| p.get(peer).cloned())
             .ok_or_else(|| format!("{peer} is not a configured peer"))?;
         let fut = async {
             if self.use_quic(peer, &a) {

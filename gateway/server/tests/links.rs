@@ -446,3 +446,46 @@ fn raw_tls(raw: &Raw) -> rustls::ClientConfig {
     c.alpn_protocols = vec![b"h3".to_vec()];
     c
 }
+
+/// `mimi run` without `--config`: a development gateway under the data directory, the
+/// `listening` line, and a clean stop on SIGTERM; the second start reuses the PKI and storage.
+#[test]
+fn run_without_config_starts_a_development_gateway() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("mimi-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for round in 0..2 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mimi"))
+            .args(["run", "--data"])
+            .arg(&dir)
+            .env("MIMI_LISTEN_QUIC", "127.0.0.1:0")
+            .env("MIMI_LISTEN_HTTPS", "127.0.0.1:0")
+            .env("MIMI_LISTEN_ADMIN", "127.0.0.1:0")
+            .env("MIMI_LISTEN_CLIENT_API", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("listening quic=127.0.0.1:")
+                && line.contains(" https=127.0.0.1:")
+                && line.contains(" admin=127.0.0.1:"),
+            "{line}"
+        );
+        assert!(
+            dir.join("localhost/config.toml").is_file() && dir.join("ca.pem").is_file(),
+            "round {round}"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(child.wait().unwrap().success(), "SIGTERM is a clean stop");
+    }
+    assert!(dir.join("localhost/data/localhost.redb").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -455,3 +455,48 @@ async fn member_state_survives_export_and_import() {
     assert_eq!(seen(&evs), vec![id.to_hex()]);
     assert!(Member::import(b"{}").is_err());
 }
+
+/// Deliveries as Server-Sent Events (`GET /client/v1/events/stream`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_stream_as_server_sent_events() {
+    use http_body_util::BodyExt as _;
+    let mut w = world("sse", RoomSetup::named("Lobby")).await;
+    w.bob.sync(1).await.unwrap();
+    let cursor = w.bob.cursor;
+    let tcp = tokio::net::TcpStream::connect(w.b.client_api)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("/client/v1/events/stream?after={cursor}"))
+        .header("host", "localhost")
+        .header(
+            "authorization",
+            format!("Bearer {}", w.bob.api.token().unwrap()),
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let (_, o) = say(&mut w.alice, "streamed").await;
+    assert!(matches!(o, SubmitOutcome::Accepted { .. }));
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(WAIT);
+    while !text.contains("event: delivery") && std::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(f))) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), body.frame()).await
+            && let Some(d) = f.data_ref()
+        {
+            text.push_str(&String::from_utf8_lossy(d));
+        }
+    }
+    assert!(
+        text.contains(&format!("id: {}", cursor + 1)) && text.contains("\"kind\":\"application\""),
+        "{text}"
+    );
+    drop(w.fed);
+}

@@ -82,6 +82,7 @@ pub(crate) fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let signal = shutdown_signal()?;
         let gw = Gateway::start(cfg).await?;
         {
             let mut out = std::io::stdout().lock();
@@ -89,31 +90,32 @@ pub(crate) fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "client_api={}", gw.addrs.client_api)?;
             out.flush()?;
         }
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         gw.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or Ctrl-C. Created before the gateway announces itself, so a SIGTERM
+/// sent right after the `listening` line is a graceful stop, not the default kill.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -15,12 +15,17 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mimi_gateway::pki;
 
-/// A port free for both TCP and UDP on 127.0.0.1.
+/// A port free for both TCP and UDP on 127.0.0.1: below the kernel's ephemeral range (no
+/// outgoing connection takes it meanwhile) and in a block of this test process (nextest runs
+/// tests in parallel processes), so parallel tests do not pick the same one.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 1_000) as u16 * 22;
     loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+        let p = base + NEXT.fetch_add(1, Ordering::Relaxed) % 22;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
             return p;
         }
     }
