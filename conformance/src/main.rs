@@ -160,8 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     suite::follower_tests()
                 };
-                let mut outcomes = suite::run(&mut env, tests).await;
-                outcomes.extend(suite::not_covered(&a.role));
+                let outcomes = suite::run(&mut env, tests).await;
                 env.close().await;
                 let name = format!(
                     "mimi-conformance {} ({} over {})",
