@@ -383,6 +383,29 @@ impl ApiClient {
         .map(|_| ())
     }
 
+    /// Downloads an asset by URL (this provider's, or a peer's through this gateway).
+    ///
+    /// # Errors
+    /// As for every call.
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, ApiError> {
+        let r = self
+            .request(
+                Method::GET,
+                &format!("/download?url={}", encode_path_value(url)),
+                "",
+                Vec::new(),
+            )
+            .await?;
+        if r.status != 200 {
+            return Err(ApiError::Status {
+                call: "GET /download".into(),
+                status: r.status,
+                body: r.text(),
+            });
+        }
+        Ok(r.body.to_vec())
+    }
+
     /// Uploads an (encrypted) asset; returns its download URL.
     ///
     /// # Errors

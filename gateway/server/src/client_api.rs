@@ -61,6 +61,58 @@ pub struct ClientApi {
     pub max_asset: usize,
     /// Base URL of this provider's asset downloads (`https://domain:port/assets`).
     pub asset_base: String,
+    /// Links to peers (downloads of their assets).
+    pub peers: Arc<crate::peers::PeerClient>,
+}
+
+/// Downloads an asset URL: this provider's own assets from the store, a peer's over the
+/// mutually authenticated link (the host must be a configured peer).
+///
+/// # Errors
+/// Unknown asset, unknown host or transfer failure, as text.
+pub async fn fetch_asset(
+    store: &Arc<Store>,
+    peers: &crate::peers::PeerClient,
+    asset_base: &str,
+    url: &str,
+) -> Result<Vec<u8>, String> {
+    if let Some(id) = url
+        .strip_prefix(asset_base)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("no such asset".into());
+        }
+        let (store, id) = (Arc::clone(store), id.to_owned());
+        return match tokio::task::spawn_blocking(move || store.asset(&id)).await {
+            Ok(Ok(Some(b))) => Ok(b),
+            Ok(Ok(None)) => Err("no such asset".into()),
+            _ => Err("storage failure".into()),
+        };
+    }
+    let r = peers.fetch(url).await?;
+    if r.status == 200 {
+        Ok(r.body.to_vec())
+    } else {
+        Err(format!("{url}: the asset host answered {}", r.status))
+    }
+}
+
+/// Stores an (encrypted) asset; returns its URL.
+///
+/// # Errors
+/// Storage failures.
+pub async fn store_asset(
+    store: &Arc<Store>,
+    asset_base: &str,
+    bytes: Vec<u8>,
+) -> Result<String, String> {
+    let id = hex::encode(Sha256::digest(&bytes));
+    let (s2, key) = (Arc::clone(store), id.clone());
+    match tokio::task::spawn_blocking(move || s2.put_asset(&key, &bytes)).await {
+        Ok(Ok(())) => Ok(format!("{asset_base}/{id}")),
+        _ => Err("storage failure".into()),
+    }
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -230,6 +282,7 @@ impl ClientApi {
             ("POST", ["subscribe"]) => self.subscribe(token, body).await,
             ("POST", ["assets"]) => self.upload(token, body).await,
             ("GET", ["assets", id]) => self.download(token, id).await,
+            ("GET", ["download"]) => self.fetch(token, &parts).await,
             (
                 _,
                 [
@@ -570,20 +623,32 @@ impl ClientApi {
     ) -> Result<Response<Body>, Response<Body>> {
         self.authenticated(token).await?;
         let b = self.body(body, self.max_asset).await?;
-        let id = hex::encode(Sha256::digest(&b));
-        let store = Arc::clone(&self.store);
-        let key = id.clone();
-        match tokio::task::spawn_blocking(move || store.put_asset(&key, &b)).await {
-            Ok(Ok(())) => {}
-            _ => return Err(text(500, "storage failure")),
-        }
-        let v = json!({"id": id, "url": format!("{}/{id}", self.asset_base)});
+        let url = store_asset(&self.store, &self.asset_base, b.to_vec())
+            .await
+            .map_err(|e| text(500, e))?;
+        let id = url.rsplit('/').next().unwrap_or("").to_owned();
+        let v = json!({"id": id, "url": url});
         Ok(reply(
             201,
             "application/json",
             v.to_string().into_bytes(),
             None,
         ))
+    }
+
+    async fn fetch(
+        &self,
+        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
+    ) -> Result<Response<Body>, Response<Body>> {
+        self.authenticated(token).await?;
+        let url = query(parts, "url")
+            .ok_or_else(|| text(400, "GET /download needs ?url=<percent-encoded asset URL>"))?;
+        match fetch_asset(&self.store, &self.peers, &self.asset_base, &url).await {
+            Ok(b) => Ok(reply(200, "application/octet-stream", b, None)),
+            Err(e) if e == "no such asset" => Err(text(404, e)),
+            Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
+        }
     }
 
     async fn download(

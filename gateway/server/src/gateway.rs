@@ -252,6 +252,7 @@ impl Gateway {
             max_body: cfg.limits.max_body_bytes,
             max_asset: cfg.limits.max_asset_bytes,
             asset_base: format!("{public}/assets"),
+            peers: Arc::clone(&peer_client),
         });
         tasks.push(tokio::spawn(api.serve(client, stop_rx.clone())));
         let mut bridges: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
@@ -262,6 +263,8 @@ impl Gateway {
                 addrs.client_api,
                 Arc::clone(&store_for_bridges),
                 stop_rx.clone(),
+                Arc::clone(&peer_client),
+                format!("{public}/assets"),
             )?;
             bridges.push(Box::new(
                 crate::bridge::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
@@ -276,6 +279,8 @@ impl Gateway {
                 addrs.client_api,
                 Arc::clone(&store_for_bridges),
                 stop_rx.clone(),
+                Arc::clone(&peer_client),
+                format!("{public}/assets"),
             )?;
             bridges.push(Box::new(
                 crate::bridge::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())

@@ -168,6 +168,16 @@ async fn native_wait(
     panic!("the native client never saw {what}");
 }
 
+fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
 fn text(m: &mimi_content::Message) -> String {
     mimi_adapters::text::text_of(&m.content().nested_part)
         .map(|t| t.plain)
@@ -508,6 +518,69 @@ async fn real_peers_matrix_xmpp_and_native_share_a_room() {
             && (e["redacts"] == rd_mx.as_str() || e["content"]["redacts"] == rd_mx.as_str())
     })
     .await;
+
+    // --- attachments -----------------------------------------------------------------------
+    // Matrix → MIMI: the bridge downloads the upload, re-encrypts it with AES-128-GCM and
+    // stores it as an asset of m.example; the native client fetches it through its gateway.
+    let picture: Vec<u8> = (0..3000u32).map(|i| (i * 31 % 256) as u8).collect();
+    let mxc = d.call(json!({"op": "mx_upload", "data": b64(&picture), "content_type": "image/png", "filename": "pic.png"})).await["content_uri"].as_str().unwrap().to_owned();
+    d.call(json!({"op": "mx_send", "content": {"msgtype": "m.image", "body": "pic.png", "url": mxc, "info": {"mimetype": "image/png", "size": picture.len()}}})).await;
+    let (_, m) = native_wait(&mut alice, "bob's picture", |_, m| {
+        matches!(m.content().nested_part.body, PartBody::External(_))
+    })
+    .await;
+    let PartBody::External(x) = &m.content().nested_part.body else {
+        unreachable!()
+    };
+    assert_eq!(
+        (x.content_type.as_str(), x.filename.as_str(), x.enc_alg),
+        ("image/png", "pic.png", 1)
+    );
+    let ct = alice.api.download(&x.url).await.unwrap();
+    assert_eq!(
+        builder::open_attachment(x, &ct).unwrap(),
+        picture,
+        "the native client decrypts bob's picture"
+    );
+    let x = d
+        .xm_wait("bob's picture", |e| body(e).contains("pic.png"))
+        .await;
+    assert!(
+        body(&x).starts_with("[attachment"),
+        "XMPP gets a placeholder (its bridge has no upload service): {}",
+        body(&x)
+    );
+    // MIMI → Matrix: the bridge fetches the native client's asset from a.example, opens it
+    // and uploads it to the homeserver.
+    let doc: Vec<u8> = b"native attachment bytes".repeat(50);
+    let sealed = builder::seal_attachment(
+        &doc,
+        "application/pdf",
+        "native.pdf",
+        rand::random(),
+        rand::random(),
+    );
+    let mut part = sealed.part;
+    part.url = alice.api.upload(sealed.ciphertext).await.unwrap();
+    alice
+        .send(ROOM, |s, r, salt| {
+            builder::attachment(s, r, salt, part, false)
+        })
+        .await
+        .unwrap();
+    let e = d
+        .mx_wait("alice's attachment", |e| {
+            e["content"]["msgtype"] == "m.file" && e["content"]["body"] == "native.pdf"
+        })
+        .await;
+    let got = d
+        .call(json!({"op": "mx_download", "mxc": e["content"]["url"]}))
+        .await;
+    assert_eq!(
+        unb64(got["data"].as_str().unwrap()),
+        doc,
+        "Matrix downloads what the native client attached"
+    );
 
     // --- deletes ---------------------------------------------------------------------------
     alice

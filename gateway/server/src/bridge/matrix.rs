@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc, watch};
 
+use mimi_adapters::attachments::{Media, MediaError};
+
 use super::{Core, Delivered};
 use crate::config::MatrixBridge as Config;
 use crate::serving::stopping;
@@ -77,6 +79,37 @@ impl std::fmt::Debug for MatrixBridge {
     }
 }
 
+async fn http_bytes(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, Bytes)> {
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let tcp = TcpStream::connect(hostport)
+        .await
+        .with_context(|| format!("cannot reach the homeserver at {base}"))?;
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, hostport)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))?;
+    let r = s.send_request(req).await?;
+    let status = r.status().as_u16();
+    let b = Limited::new(r.into_body(), 64 << 20)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
+    Ok((status, b))
+}
+
 async fn http(
     base: &str,
     method: Method,
@@ -84,28 +117,87 @@ async fn http(
     token: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
-    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let tcp = TcpStream::connect(hostport)
-        .await
-        .with_context(|| format!("cannot reach the homeserver at {base}"))?;
-    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
     let raw = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, hostport)
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(raw)))?;
-    let r = s.send_request(req).await?;
-    let status = r.status().as_u16();
-    let b = Limited::new(r.into_body(), 16 << 20)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_bytes();
+    let (status, b) = http_bytes(base, method, path, token, "application/json", raw).await?;
     Ok((status, serde_json::from_slice(&b).unwrap_or(Value::Null)))
+}
+
+/// Attachments between the homeserver's media repository and MIMI assets: `mxc://` downloads
+/// (authenticated media, with the application service's token) and uploads, MIMI assets
+/// stored on this gateway or fetched from peers over the federation links.
+struct MatrixMedia<'a> {
+    b: &'a MatrixBridge,
+}
+
+impl Media for MatrixMedia<'_> {
+    fn fetch(&mut self, url: &str) -> Result<Vec<u8>, MediaError> {
+        let (base, token) = (
+            self.b.cfg.homeserver_url.clone(),
+            self.b.cfg.as_token.clone(),
+        );
+        if let Some(rest) = url.strip_prefix("mxc://") {
+            let path = format!("/_matrix/client/v1/media/download/{rest}");
+            return Core::block_on(async move {
+                match http_bytes(
+                    &base,
+                    Method::GET,
+                    &path,
+                    &token,
+                    "application/octet-stream",
+                    Vec::new(),
+                )
+                .await
+                {
+                    Ok((200, b)) => Ok(b.to_vec()),
+                    Ok((s, b)) => Err(format!("{path}: {s} {}", String::from_utf8_lossy(&b))),
+                    Err(e) => Err(e.to_string()),
+                }
+            });
+        }
+        let core = &self.b.core;
+        Core::block_on(crate::client_api::fetch_asset(
+            core.store(),
+            &core.peers,
+            &core.asset_base,
+            url,
+        ))
+    }
+
+    fn store_mimi(&mut self, ciphertext: &[u8]) -> Result<String, MediaError> {
+        let core = &self.b.core;
+        Core::block_on(crate::client_api::store_asset(
+            core.store(),
+            &core.asset_base,
+            ciphertext.to_vec(),
+        ))
+    }
+
+    fn store_native(
+        &mut self,
+        bytes: &[u8],
+        content_type: &str,
+        filename: &str,
+    ) -> Result<String, MediaError> {
+        let (base, token) = (
+            self.b.cfg.homeserver_url.clone(),
+            self.b.cfg.as_token.clone(),
+        );
+        let path = format!(
+            "/_matrix/media/v3/upload?filename={}",
+            encode_path_value(filename)
+        );
+        let (ct, body) = (content_type.to_owned(), bytes.to_vec());
+        Core::block_on(async move {
+            match http_bytes(&base, Method::POST, &path, &token, &ct, body).await {
+                Ok((200, b)) => serde_json::from_slice::<Value>(&b)
+                    .ok()
+                    .and_then(|v| v["content_uri"].as_str().map(str::to_owned))
+                    .ok_or_else(|| "upload answered without content_uri".to_owned()),
+                Ok((s, b)) => Err(format!("upload: {s} {}", String::from_utf8_lossy(&b))),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
 }
 
 impl MatrixBridge {
@@ -291,9 +383,10 @@ impl MatrixBridge {
         };
         let puppet = self.puppet_in(&sender, &room_id).await?;
         let out = {
-            self.core.translate(&room, &room_id, |ctx| {
-                self.adapter.from_mimi(ctx, &sender, &message)
-            })??
+            self.core
+                .translate(&room, &room_id, Some(&mut MatrixMedia { b: self }), |ctx| {
+                    self.adapter.from_mimi(ctx, &sender, &message)
+                })??
         };
         for l in &out.lost {
             tracing::info!(%room, lost = %l, "not carried into Matrix");
@@ -464,7 +557,9 @@ impl MatrixBridge {
         let me = u.session.user().to_owned();
         let translated = {
             self.core
-                .translate(&room, room_id, |ctx| self.adapter.to_mimi(ctx, &me, ev))??
+                .translate(&room, room_id, Some(&mut MatrixMedia { b: self }), |ctx| {
+                    self.adapter.to_mimi(ctx, &me, ev)
+                })??
         };
         for l in &translated.lost {
             tracing::info!(%sender, lost = %l, "not carried into MIMI");

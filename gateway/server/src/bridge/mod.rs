@@ -74,6 +74,10 @@ pub struct Core {
     users: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Bridged>>>>,
     deliveries: mpsc::Sender<Delivered>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Links to peers (their assets).
+    pub peers: Arc<crate::peers::PeerClient>,
+    /// This provider's asset URL base.
+    pub asset_base: String,
 }
 
 impl std::fmt::Debug for Core {
@@ -96,6 +100,8 @@ impl Core {
         api: SocketAddr,
         store: Arc<Store>,
         stop: tokio::sync::watch::Receiver<bool>,
+        peers: Arc<crate::peers::PeerClient>,
+        asset_base: String,
     ) -> anyhow::Result<(Arc<Self>, mpsc::Receiver<Delivered>)> {
         let ids = match store.bridge_get(&format!("ids/{}", provider.name()))? {
             Some(b) => IdMap::from_bytes(&b).context("stored ID map")?,
@@ -113,6 +119,8 @@ impl Core {
                 users: tokio::sync::Mutex::new(HashMap::new()),
                 deliveries: tx,
                 stop,
+                peers,
+                asset_base,
             }),
             rx,
         ))
@@ -120,6 +128,11 @@ impl Core {
 
     fn key(&self, native: &str) -> String {
         format!("user/{}/{native}", self.provider.name())
+    }
+
+    /// The gateway's store.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// The MIMI user URI of a native user.
@@ -295,6 +308,7 @@ impl Core {
         &self,
         room: &str,
         native_room: &str,
+        media: Option<&mut dyn mimi_adapters::attachments::Media>,
         f: impl FnOnce(&mut Context<'_>) -> R,
     ) -> anyhow::Result<R> {
         let mut ids = self
@@ -308,9 +322,31 @@ impl Core {
             ids: &mut ids,
             uris: &self.uris,
             salt: &mut salt,
-            media: None,
+            media: media.map(|m| {
+                let m: &mut dyn mimi_adapters::attachments::Media = &mut *m;
+                m
+            }),
         };
         Ok(f(&mut ctx))
+    }
+
+    /// Runs an async transfer from the adapters' synchronous `Media` calls (the gateway runs on
+    /// tokio's multi-threaded runtime).
+    ///
+    /// # Errors
+    /// The transfer's error, or a runtime that cannot block in place.
+    pub fn block_on<T>(
+        fut: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, mimi_adapters::attachments::MediaError> {
+        use mimi_adapters::attachments::MediaError;
+        let h = tokio::runtime::Handle::try_current()
+            .map_err(|e| MediaError::Transfer(e.to_string()))?;
+        if h.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(MediaError::Transfer(
+                "attachments need a multi-threaded runtime".into(),
+            ));
+        }
+        tokio::task::block_in_place(|| h.block_on(fut)).map_err(MediaError::Transfer)
     }
 }
 

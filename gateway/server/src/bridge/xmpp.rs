@@ -330,7 +330,7 @@ impl XmppBridge {
         let me = u.session.user().to_owned();
         let translated = {
             self.core
-                .translate(&room, muc, |ctx| self.adapter.to_mimi(ctx, &me, m))??
+                .translate(&room, muc, None, |ctx| self.adapter.to_mimi(ctx, &me, m))??
         };
         for l in &translated.lost {
             tracing::info!(%jid, lost = %l, "not carried into MIMI");
@@ -388,7 +388,7 @@ impl XmppBridge {
         };
         let puppet = self.puppet_in(&sender, &muc).await?;
         let out = {
-            self.core.translate(&room, &muc, |ctx| {
+            self.core.translate(&room, &muc, None, |ctx| {
                 self.adapter.from_mimi(ctx, &sender, &message)
             })??
         };

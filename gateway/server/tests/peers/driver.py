@@ -7,6 +7,8 @@ matrix-nio against Synapse, slixmpp against Prosody, both on loopback.
 """
 
 import asyncio
+import base64
+import io
 import json
 import os
 import sys
@@ -57,6 +59,19 @@ class Matrix:
         if not getattr(r, "event_id", None):
             raise RuntimeError(f"redact failed: {r}")
         return {"event_id": r.event_id}
+
+    async def upload(self, data, content_type, filename):
+        r, _ = await self.client.upload(io.BytesIO(data), content_type=content_type, filename=filename, filesize=len(data))
+        if not getattr(r, "content_uri", None):
+            raise RuntimeError(f"upload failed: {r}")
+        return {"content_uri": r.content_uri}
+
+    async def download(self, mxc):
+        r = await self.client.download(mxc=mxc)
+        body = getattr(r, "body", None)
+        if body is None:
+            raise RuntimeError(f"download failed: {r}")
+        return {"data": base64.b64encode(body).decode()}
 
     async def poll(self, timeout_ms):
         s = await self.client.sync(timeout=timeout_ms, since=self.since)
@@ -111,6 +126,10 @@ class Driver:
             return await self.mx.send(req["content"], req.get("type", "m.room.message"))
         if op == "mx_redact":
             return await self.mx.redact(req["event_id"])
+        if op == "mx_upload":
+            return await self.mx.upload(base64.b64decode(req["data"]), req["content_type"], req["filename"])
+        if op == "mx_download":
+            return await self.mx.download(req["mxc"])
         if op == "mx_poll":
             return await self.mx.poll(req.get("timeout_ms", 1000))
         if op == "xm_login":
