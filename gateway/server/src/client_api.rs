@@ -166,6 +166,13 @@ fn json_field<'a>(v: &'a Value, key: &str) -> Result<&'a Value, Response<Body>> 
         .ok_or_else(|| text(400, format!("missing field {key:?}")))
 }
 
+fn str_field(v: &Value, key: &str) -> Result<String, Response<Body>> {
+    json_field(v, key)?
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| text(400, format!("{key} must be a string")))
+}
+
 fn hex_field(v: &Value, key: &str) -> Result<Vec<u8>, Response<Body>> {
     let s = json_field(v, key)?
         .as_str()
@@ -319,14 +326,8 @@ impl ClientApi {
             }
         }
         let v = self.json(body).await?;
-        let user = json_field(&v, "user")?
-            .as_str()
-            .ok_or_else(|| text(400, "user must be a string"))?
-            .to_owned();
-        let device = json_field(&v, "device")?
-            .as_str()
-            .ok_or_else(|| text(400, "device must be a string"))?
-            .to_owned();
+        let user = str_field(&v, "user")?;
+        let device = str_field(&v, "device")?;
         let display_name = v
             .get("display_name")
             .and_then(Value::as_str)
@@ -392,10 +393,7 @@ impl ClientApi {
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
         let v = self.json(body).await?;
-        let room = json_field(&v, "room")?
-            .as_str()
-            .ok_or_else(|| text(400, "room must be a string"))?
-            .to_owned();
+        let room = str_field(&v, "room")?;
         let group_info = hex_field(&v, "group_info")?;
         let ratchet_tree = hex_field(&v, "ratchet_tree")?;
         Ok(engine_reply(
@@ -595,10 +593,7 @@ impl ClientApi {
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
         let v = self.json(body).await?;
-        let room = json_field(&v, "room")?
-            .as_str()
-            .ok_or_else(|| text(400, "room must be a string"))?
-            .to_owned();
+        let room = str_field(&v, "room")?;
         let on = v.get("on").and_then(Value::as_bool).unwrap_or(true);
         Ok(engine_reply(
             self.engine

@@ -95,7 +95,12 @@ impl Raw {
         }
     }
 
-    fn tls(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, String> {
+    /// The TLS client configuration of this client for `alpn` (for callers that drive their
+    /// own connection).
+    ///
+    /// # Errors
+    /// Unreadable PEM.
+    pub fn tls(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, String> {
         let b = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -117,6 +122,20 @@ impl Raw {
         };
         c.alpn_protocols = vec![alpn.to_vec()];
         Ok(c)
+    }
+
+    fn request<B>(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: B,
+    ) -> Result<http::Request<B>, String> {
+        let mut req = http::Request::builder().method(method).uri(self.uri(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).map_err(|e| e.to_string())
     }
 
     fn uri(&self, path: &str) -> String {
@@ -173,11 +192,7 @@ impl Raw {
         tokio::spawn(async move {
             let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
-        let mut req = http::Request::builder().method(method).uri(self.uri(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(()).map_err(|e| e.to_string())?;
+        let req = self.request(method, path, headers, ())?;
         let mut s = send.send_request(req).await.map_err(|e| e.to_string())?;
         if !body.is_empty() {
             // The server may stop reading an oversized body; that is not an error here.
@@ -236,13 +251,7 @@ impl Raw {
                 .await
                 .map_err(|e| e.to_string())?;
         let conn = tokio::spawn(conn);
-        let mut req = http::Request::builder().method(method).uri(self.uri(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+        let req = self.request(method, path, headers, Full::new(Bytes::from(body)))?;
         let resp = match send.send_request(req).await {
             Ok(r) => r,
             Err(e) => {

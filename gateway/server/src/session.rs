@@ -208,20 +208,14 @@ impl Session {
         room: &str,
         build: impl FnOnce(&str, &str, [u8; 16]) -> Builder,
     ) -> Result<(MessageId, SubmitOutcome), SessionError> {
-        let (body, msg) = self.member.send(room, build)?;
+        let salt: [u8; 16] = rand::random();
+        let msg = build(self.member.user(), room, salt)
+            .build()
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
         let id = msg
             .id()
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        let r = self.api.room("submit", room, body).await?;
-        if r.status != 200 {
-            return Err(status("submitMessage", &r));
-        }
-        let resp = SubmitMessageResponse::from_bytes(&r.body)
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        if matches!(resp.outcome, SubmitOutcome::Accepted { .. }) {
-            self.view(room, self.member.user().to_owned(), id, &msg);
-        }
-        Ok((id, resp.outcome))
+        Ok((id, self.send_message(room, &msg).await?))
     }
 
     fn view(&mut self, room: &str, sender: String, id: MessageId, msg: &Message) {

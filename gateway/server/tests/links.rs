@@ -394,7 +394,7 @@ async fn every_refusal_is_explained_and_others_keep_being_served() {
 
 /// Opens `n` HTTP/3 requests on one connection whose bodies never finish; holds them open.
 async fn hold_open(raw: Raw, addr: std::net::SocketAddr, path: &'static str, n: usize) {
-    let q = quinn::crypto::rustls::QuicClientConfig::try_from(raw_tls(&raw)).unwrap();
+    let q = quinn::crypto::rustls::QuicClientConfig::try_from(raw.tls(b"h3").unwrap()).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(q)));
     let conn = ep.connect(addr, "b.example").unwrap().await.unwrap();
@@ -419,32 +419,6 @@ async fn hold_open(raw: Raw, addr: std::net::SocketAddr, path: &'static str, n: 
     }
     std::future::pending::<()>().await;
     drop(streams);
-}
-
-fn raw_tls(raw: &Raw) -> rustls::ClientConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem = raw.cert.clone().unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(raw.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
-        .map(Result::unwrap)
-        .collect();
-    let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        chain,
-        PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    c.alpn_protocols = vec![b"h3".to_vec()];
-    c
 }
 
 /// `mimi run` without `--config`: a development gateway under the data directory, the
