@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --locked -q -p mimi-gateway -p mimi-conformance
+cargo build --locked -q -p mimi -p mimi-conformance
 MIMI=$PWD/target/debug/mimi
 SUITE=$PWD/target/debug/mimi-conformance
 OUT=$PWD/target/conformance

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mimi_client::{Event, Member, RoomSetup, role};
 use mimi_content::builder;
-use mimi_gateway::config::Config;
-use mimi_gateway::gateway::Gateway;
-use mimi_gateway::raw::{Got, Pem, Raw};
-use mimi_gateway::session::{Session, Verdict};
 use mimi_proto::codec::{Uri, Utf8, Wire};
 use mimi_proto::components::AppDataDictionary;
 use mimi_proto::directory::{Directory, Endpoint, WELL_KNOWN_PATH, encode_path_value};
 use mimi_proto::messages::*;
+use mimi_session::{Session, Verdict};
+use mimi_tools::raw::{Got, Pem, Raw};
+use mimi_tools::reference::ReferenceGateway;
 
 use crate::report::{Outcome, Status};
 
@@ -78,7 +77,7 @@ pub struct Env {
     raw: Raw,
     ca_pem: String,
     dir: PathBuf,
-    our: Option<Gateway>,
+    our: Option<ReferenceGateway>,
     our_api: SocketAddr,
     run: u32,
     prefix: String,
@@ -124,7 +123,7 @@ impl Env {
             key: std::fs::read_to_string(&o.key)?,
         };
         let raw = Raw::new(Some(cert), &ca_pem, &o.target_domain);
-        let our_api = SocketAddr::from(([127, 0, 0, 1], mimi_gateway::local::free_port()?));
+        let our_api = SocketAddr::from(([127, 0, 0, 1], mimi_tools::local::free_port()?));
         let mut env = Self {
             o,
             raw,
@@ -173,7 +172,7 @@ impl Env {
     async fn start_ours(&mut self) -> anyhow::Result<()> {
         let path = self.dir.join("ours.toml");
         std::fs::write(&path, self.our_config())?;
-        self.our = Some(Gateway::start(Config::load(&path)?).await?);
+        self.our = Some(ReferenceGateway::start(&path).await?);
         Ok(())
     }
 
@@ -338,8 +337,8 @@ async fn mtls_no_certificate(e: &mut Env) -> Res {
 }
 
 async fn mtls_unknown_ca(e: &mut Env) -> Res {
-    let ca = s(mimi_gateway::pki::new_ca("mimi-conformance rogue CA"))?;
-    let rogue = s(mimi_gateway::pki::issue(&ca, &e.o.our_domain, false))?;
+    let ca = s(mimi_tools::reference::new_ca("mimi-conformance rogue CA"))?;
+    let rogue = s(mimi_tools::reference::issue(&ca, &e.o.our_domain, false))?;
     let r = Raw::new(Some(rogue.into()), &e.ca_pem, &e.o.target_domain);
     match r
         .send(

@@ -256,34 +256,40 @@ impl Gateway {
         });
         tasks.push(tokio::spawn(api.serve(client, stop_rx.clone())));
         let mut bridges: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        let bridge_store: Arc<dyn mimi_bridges::BridgeStore> = Arc::new(
+            crate::bridge_io::StoreForBridges(Arc::clone(&store_for_bridges)),
+        );
+        let assets: Arc<dyn mimi_bridges::Assets> = Arc::new(crate::bridge_io::AssetsForBridges {
+            store: Arc::clone(&store_for_bridges),
+            peers: Arc::clone(&peer_client),
+            base: format!("{public}/assets"),
+        });
         if let Some(m) = cfg.bridge.matrix.clone() {
-            let (core, rx) = crate::bridge::Core::new(
+            let (core, rx) = mimi_bridges::Core::new(
                 mimi_adapters::Provider::Matrix,
                 &cfg.domain,
                 addrs.client_api,
-                Arc::clone(&store_for_bridges),
+                Arc::clone(&bridge_store),
                 stop_rx.clone(),
-                Arc::clone(&peer_client),
-                format!("{public}/assets"),
+                Arc::clone(&assets),
             )?;
             bridges.push(Box::new(
-                crate::bridge::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
+                mimi_bridges::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
                     .await
                     .context("starting the Matrix bridge")?,
             ));
         }
         if let Some(x) = cfg.bridge.xmpp.clone() {
-            let (core, rx) = crate::bridge::Core::new(
+            let (core, rx) = mimi_bridges::Core::new(
                 mimi_adapters::Provider::Xmpp,
                 &cfg.domain,
                 addrs.client_api,
-                Arc::clone(&store_for_bridges),
+                Arc::clone(&bridge_store),
                 stop_rx.clone(),
-                Arc::clone(&peer_client),
-                format!("{public}/assets"),
+                Arc::clone(&assets),
             )?;
             bridges.push(Box::new(
-                crate::bridge::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())
+                mimi_bridges::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())
                     .await
                     .context("starting the XMPP bridge")?,
             ));

@@ -20,7 +20,7 @@ use mimi_proto::messages::SubmitOutcome;
 use serde_json::json;
 
 use crate::local::LocalFederation;
-use crate::session::{Session, Verdict};
+use mimi_session::{Session, Verdict};
 
 /// The room of the demo.
 pub const ROOM: &str = "mimi://a.example/r/demo";

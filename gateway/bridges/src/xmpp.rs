@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 
 use super::{Core, Delivered};
 use crate::config::XmppBridge as Config;
-use crate::serving::stopping;
+use crate::stopping;
 
 const NS: &str = "jabber:component:accept";
 const NS_MUC: &str = "http://jabber.org/protocol/muc";

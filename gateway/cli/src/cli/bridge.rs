@@ -47,6 +47,6 @@ pub(crate) fn run(c: BridgeCommand) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
-    print!("{}", mimi_gateway::bridge::matrix::registration(&m));
+    print!("{}", mimi_bridges::matrix::registration(&m));
     Ok(ExitCode::SUCCESS)
 }

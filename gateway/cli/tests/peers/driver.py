@@ -1,6 +1,6 @@
 """Real Matrix and XMPP clients for the bridge end-to-end test, driven over JSON lines.
 
-The Rust test (gateway/server/tests/bridges.rs) starts this with the tools venv's Python and
+The Rust test (gateway/cli/tests/bridges.rs) starts this with the tools venv's Python and
 writes one request per line on standard input: {"op": ..., ...}; each answer is one line on
 standard output: {"ok": true, ...} or {"ok": false, "error": ...}. The clients are real:
 matrix-nio against Synapse, slixmpp against Prosody, both on loopback.

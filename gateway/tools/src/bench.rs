@@ -25,13 +25,13 @@ use openmls::prelude::Ciphersuite;
 use openmls_basic_credential::SignatureKeyPair;
 use sha2::Digest;
 
-use crate::api_client::ApiClient;
-use crate::config::Config;
 use crate::local::LocalFederation;
-use crate::metrics::Metrics;
-use crate::peers::PeerClient;
-use crate::session::Session;
-use crate::tls::{Identity, Trust, load_roots, server_config};
+use mimi_gateway::config::Config;
+use mimi_gateway::metrics::Metrics;
+use mimi_gateway::peers::PeerClient;
+use mimi_gateway::tls::{Identity, Trust, load_roots, server_config};
+use mimi_session::ApiClient;
+use mimi_session::Session;
 
 /// Latency percentiles and throughput of one load run.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ fn kmr(size: usize) -> (Vec<u8>, String) {
 fn peer_client(
     dir: &Path,
     transport: &str,
-    b: crate::gateway::Addrs,
+    b: mimi_gateway::gateway::Addrs,
 ) -> anyhow::Result<PeerClient> {
     let path = dir.join("a.example").join("config.toml");
     let mut cfg = Config::load(&path)?;
@@ -184,7 +184,8 @@ async fn echo_client(dir: &Path, addr: std::net::SocketAddr) -> anyhow::Result<q
         &dir.join("a.example/cert.pem"),
         &dir.join("a.example/key.pem"),
     )?;
-    let tls = crate::tls::client_config(&id, load_roots(&dir.join("ca.pem"))?, &[b"mimi-echo"])?;
+    let tls =
+        mimi_gateway::tls::client_config(&id, load_roots(&dir.join("ca.pem"))?, &[b"mimi-echo"])?;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
     ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
@@ -201,7 +202,7 @@ struct LinkLoads {
 
 async fn link_loads(
     dir: &Path,
-    b: crate::gateway::Addrs,
+    b: mimi_gateway::gateway::Addrs,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<LinkLoads> {
@@ -325,7 +326,7 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
         setup.franking = false;
         alice.create_room(room, &setup).await?;
         anyhow::ensure!(
-            alice.add(room, &users).await? == crate::session::Verdict::Accepted,
+            alice.add(room, &users).await? == mimi_session::Verdict::Accepted,
             "adding the followers' users was refused"
         );
         let mut cursors = vec![0u64; readers.len()];

@@ -18,7 +18,7 @@ use mimi_adapters::xml::Element;
 use mimi_client::{Event, RoomSetup, role};
 use mimi_content::builder;
 use mimi_content::{MessageId, PartBody};
-use mimi_gateway::session::{Session, Verdict};
+use mimi_session::{Session, Verdict};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -34,7 +34,7 @@ use mimi_adapters::attachments::{Media, MediaError};
 
 use super::{Core, Delivered};
 use crate::config::MatrixBridge as Config;
-use crate::serving::stopping;
+use crate::stopping;
 
 /// Largest transaction body accepted from the homeserver.
 const MAX_TXN: usize = 8 << 20;
@@ -154,22 +154,11 @@ impl Media for MatrixMedia<'_> {
                 }
             });
         }
-        let core = &self.b.core;
-        Core::block_on(crate::client_api::fetch_asset(
-            core.store(),
-            &core.peers,
-            &core.asset_base,
-            url,
-        ))
+        Core::block_on(self.b.core.assets.fetch(url))
     }
 
     fn store_mimi(&mut self, ciphertext: &[u8]) -> Result<String, MediaError> {
-        let core = &self.b.core;
-        Core::block_on(crate::client_api::store_asset(
-            core.store(),
-            &core.asset_base,
-            ciphertext.to_vec(),
-        ))
+        Core::block_on(self.b.core.assets.store(ciphertext.to_vec()))
     }
 
     fn store_native(

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::pki;
+use mimi_gateway::config::Config;
+use mimi_gateway::gateway::Gateway;
+use mimi_gateway::pki;
 
 /// A port free for both TCP and UDP on 127.0.0.1, chosen below the kernel's ephemeral range
 /// (32768 and up on Linux) so that outgoing connections never take it before it is bound.

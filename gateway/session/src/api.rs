@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+/// The route prefix of the client API.
+pub const PREFIX: &str = "/client/v1";
+
 /// Why a client API call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -158,7 +161,7 @@ impl ApiClient {
     ) -> Result<ApiResponse, ApiError> {
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", crate::client_api::PREFIX))
+            .uri(format!("{PREFIX}{path}"))
             .header(http::header::HOST, self.addr.to_string());
         if !body.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, content_type);

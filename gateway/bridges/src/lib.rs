@@ -12,6 +12,7 @@
 //! encryption (Megolm, OMEMO) is between its clients and the bridge at best. Native MIMI users
 //! keep end-to-end encryption among themselves; docs/bridges.md says the same.
 
+pub mod config;
 pub mod matrix;
 pub mod xmpp;
 
@@ -25,9 +26,47 @@ use mimi_client::{Event, Member};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::api_client::ApiClient;
-use crate::session::Session;
-use crate::store::Store;
+use mimi_session::{ApiClient, Session};
+use tokio::sync::watch;
+
+/// Where a bridge keeps its state (bridged users' MLS state and tokens, the ID map): the
+/// gateway's store implements it.
+pub trait BridgeStore: Send + Sync + std::fmt::Debug {
+    /// A record.
+    ///
+    /// # Errors
+    /// Storage failures, as text.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Writes records in one transaction.
+    ///
+    /// # Errors
+    /// Storage failures, as text.
+    fn put(&self, records: &[(String, Vec<u8>)]) -> Result<(), String>;
+}
+
+/// Encrypted attachments (MIMI assets): the gateway stores this provider's own and fetches
+/// peers' over the federation links.
+pub trait Assets: Send + Sync + std::fmt::Debug {
+    /// Downloads an asset URL.
+    fn fetch(
+        &self,
+        url: &str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>>;
+    /// Stores an encrypted asset; returns its URL.
+    fn store(
+        &self,
+        bytes: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+}
+
+/// Resolves once `stop` says the gateway is stopping (or its sender is gone).
+pub async fn stopping(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 /// KeyPackages published for each bridged user.
 const KEY_PACKAGES: usize = 20;
@@ -66,18 +105,16 @@ pub struct Core {
     pub domain: String,
     /// This gateway's client API.
     pub api: SocketAddr,
-    store: Arc<Store>,
+    store: Arc<dyn BridgeStore>,
     /// Canonical URIs.
     pub uris: UriScheme,
     /// The ID map (persisted after each change).
     pub ids: Mutex<IdMap>,
     users: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Bridged>>>>,
     deliveries: mpsc::Sender<Delivered>,
-    stop: tokio::sync::watch::Receiver<bool>,
-    /// Links to peers (their assets).
-    pub peers: Arc<crate::peers::PeerClient>,
-    /// This provider's asset URL base.
-    pub asset_base: String,
+    stop: watch::Receiver<bool>,
+    /// Attachments.
+    pub assets: Arc<dyn Assets>,
 }
 
 impl std::fmt::Debug for Core {
@@ -98,12 +135,14 @@ impl Core {
         provider: Provider,
         domain: &str,
         api: SocketAddr,
-        store: Arc<Store>,
-        stop: tokio::sync::watch::Receiver<bool>,
-        peers: Arc<crate::peers::PeerClient>,
-        asset_base: String,
+        store: Arc<dyn BridgeStore>,
+        stop: watch::Receiver<bool>,
+        assets: Arc<dyn Assets>,
     ) -> anyhow::Result<(Arc<Self>, mpsc::Receiver<Delivered>)> {
-        let ids = match store.bridge_get(&format!("ids/{}", provider.name()))? {
+        let ids = match store
+            .get(&format!("ids/{}", provider.name()))
+            .map_err(anyhow::Error::msg)?
+        {
             Some(b) => IdMap::from_bytes(&b).context("stored ID map")?,
             None => IdMap::new(),
         };
@@ -119,8 +158,7 @@ impl Core {
                 users: tokio::sync::Mutex::new(HashMap::new()),
                 deliveries: tx,
                 stop,
-                peers,
-                asset_base,
+                assets,
             }),
             rx,
         ))
@@ -128,11 +166,6 @@ impl Core {
 
     fn key(&self, native: &str) -> String {
         format!("user/{}/{native}", self.provider.name())
-    }
-
-    /// The gateway's store.
-    pub(crate) fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     /// The MIMI user URI of a native user.
@@ -145,9 +178,9 @@ impl Core {
         let bytes = self.ids.lock().map(|m| m.to_bytes()).unwrap_or_default();
         if let Err(e) = self
             .store
-            .bridge_put(&[(format!("ids/{}", self.provider.name()), bytes)])
+            .put(&[(format!("ids/{}", self.provider.name()), bytes)])
         {
-            tracing::error!(error = %format!("{e:#}"), "cannot persist the bridge ID map");
+            tracing::error!(error = %e, "cannot persist the bridge ID map");
         }
     }
 
@@ -156,9 +189,9 @@ impl Core {
         let v = json!({"member": hex::encode(b.session.member.export()), "token": b.token, "cursor": b.session.cursor});
         if let Err(e) = self
             .store
-            .bridge_put(&[(self.key(&b.native), v.to_string().into_bytes())])
+            .put(&[(self.key(&b.native), v.to_string().into_bytes())])
         {
-            tracing::error!(error = %format!("{e:#}"), user = %b.native, "cannot persist a bridged user");
+            tracing::error!(error = %e, user = %b.native, "cannot persist a bridged user");
         }
     }
 
@@ -184,7 +217,11 @@ impl Core {
             return Ok(u);
         }
         let name = self.uris.user_name(self.provider, native);
-        let bridged = match self.store.bridge_get(&self.key(native))? {
+        let bridged = match self
+            .store
+            .get(&self.key(native))
+            .map_err(anyhow::Error::msg)?
+        {
             Some(raw) => {
                 let v: serde_json::Value = serde_json::from_slice(&raw)?;
                 let member = Member::import(&hex::decode(v["member"].as_str().unwrap_or(""))?)?;
@@ -254,7 +291,7 @@ async fn deliver(
         // Ends with the gateway: the loop holds the bridge state and its storage.
         let polled = tokio::select! {
             p = poller.events(cursor, 200, 20) => p,
-            () = crate::serving::stopping(&mut stop) => return,
+            () = stopping(&mut stop) => return,
         };
         let page = match polled {
             Ok(p) => p,

@@ -22,8 +22,8 @@ pub struct Pem {
     pub key: String,
 }
 
-impl From<crate::pki::Pem> for Pem {
-    fn from(p: crate::pki::Pem) -> Self {
+impl From<mimi_gateway::pki::Pem> for Pem {
+    fn from(p: mimi_gateway::pki::Pem) -> Self {
         Self {
             cert: p.cert,
             key: p.key,

@@ -8,9 +8,9 @@ mod common;
 
 use common::{Fed, Got, Raw, count};
 use mimi_client::Member;
-use mimi_gateway::api_client::ApiClient;
 use mimi_proto::codec::Wire;
 use mimi_proto::messages::{ClientKeyMaterial, KeyMaterialResponse, KeyMaterialUserCode};
+use mimi_session::ApiClient;
 
 const BOB: &str = "mimi://b.example/u/bob";
 

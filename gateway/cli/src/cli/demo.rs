@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use mimi_gateway::demo::{self, Format};
+use mimi_tools::demo::{self, Format};
 
 /// `mimi demo`
 #[derive(Debug, Args)]

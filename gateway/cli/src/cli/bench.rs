@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use mimi_gateway::bench;
+use mimi_tools::bench;
 
 /// Which measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,7 +14,7 @@ use mimi_proto::messages::{
     SubmitMessageResponse, SubmitOutcome, UpdateOutcome, UpdateRoomResponse,
 };
 
-use crate::api_client::{ApiClient, ApiError, ApiResponse};
+use crate::api::{ApiClient, ApiError, ApiResponse};
 
 /// A session operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -260,7 +260,7 @@ impl Session {
 
     /// Processes a page of deliveries fetched elsewhere (a poller that does not hold the
     /// session); advances the cursor (the caller acknowledges).
-    pub fn apply(&mut self, page: crate::api_client::Events) -> Vec<Event> {
+    pub fn apply(&mut self, page: crate::api::Events) -> Vec<Event> {
         let mut out = Vec::new();
         for d in page.events {
             if d.seq <= self.cursor {

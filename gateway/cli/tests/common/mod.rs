@@ -109,7 +109,7 @@ impl Drop for Fed {
     }
 }
 
-pub use mimi_gateway::raw::Pem;
+pub use mimi_tools::raw::Pem;
 
 /// A `mimi run` process.
 pub struct Proc {
@@ -231,4 +231,4 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 #[allow(unused_imports)] // not every test file uses both
-pub use mimi_gateway::raw::{Got, Raw};
+pub use mimi_tools::raw::{Got, Raw};

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use common::{Fed, Proc};
 use mimi_client::{Event, Member, RoomSetup, role};
 use mimi_content::builder;
-use mimi_gateway::session::{Session, Verdict};
 use mimi_proto::codec::Wire;
 use mimi_proto::messages::{SubmitMessageResponse, SubmitOutcome, UpdateOutcome};
+use mimi_session::{Session, Verdict};
 
 const ROOM: &str = "mimi://a.example/r/lobby";
 const WAIT: u64 = 15;
