@@ -413,7 +413,7 @@ impl<'a> Reader<'a> {
             return Err(self.err(
                 h.offset,
                 Rule::Truncated {
-                    needed: h.arg * 2 - self.remaining() as u64,
+                    needed: h.arg.saturating_mul(2) - self.remaining() as u64,
                 },
             ));
         }

@@ -716,3 +716,18 @@ fn encoder_refuses_what_the_decoder_refuses() {
     assert_eq!(e.rule, Rule::KeyMaterialWithoutEncryption { field: "key" });
     assert_eq!(e.path.to_string(), "nestedPart.key");
 }
+
+/// Regression (found by `mutated_vectors_never_panic`): a map head announcing 2^64 - 1 entries
+/// made the "input ends early" arithmetic overflow.
+#[test]
+fn huge_map_length_is_truncation_not_overflow() {
+    let b = with(
+        5,
+        vec![0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    );
+    let e = codec::decode(&b).expect_err("must be rejected");
+    assert!(
+        matches!(e.rule, Rule::Truncated { .. }),
+        "unexpected rule: {e}"
+    );
+}
