@@ -9,7 +9,9 @@
 //! - [`directory`]: the directory document, endpoints and path encoding;
 //! - [`crypto`] and [`franking`]: labelled signatures and encryption, franks;
 //! - [`wire_pb`]: Wire's GenericMessage protobuf (chat subset), compiled at build time;
-//! - [`registry`]: every named type, for `mimi inspect`.
+//! - [`registry`]: every named type, for `mimi inspect`;
+//! - [`uri`]: typed identifiers (domain, user, client, room) and the credential rule (D27);
+//! - [`client_api`]: the local client API's requests, responses and deliveries.
 //!
 //! What it does **not** do: no IO, no policy decisions (the engine decides), no clocks.
 //!
@@ -27,6 +29,7 @@
 //! assert_eq!(SubmitMessageResponse::from_bytes(&bytes).unwrap(), r);
 //! ```
 
+pub mod client_api;
 pub mod codec;
 pub mod components;
 pub mod crypto;
@@ -36,6 +39,7 @@ pub mod media;
 pub mod messages;
 pub mod mls;
 pub mod registry;
+pub mod uri;
 pub mod wire_pb;
 
 pub use codec::{DecodeError, ErrorKind, Wire};
