@@ -556,7 +556,12 @@ async fn submit_happy(e: &mut Env) -> Res {
 }
 
 async fn groupinfo_and_external_join(e: &mut Env) -> Res {
-    let mut dev2 = e.session(true, "confbob", "d2", 1).await?;
+    let mut dev2 = s(e
+        .bob
+        .as_ref()
+        .ok_or("setup failed")?
+        .link_device("d2", 1)
+        .await)?;
     let (req, key) = dev2.member.group_info_request();
     let g = s(e.post(Endpoint::GroupInfo, &e.room, req).await)?;
     expect(
@@ -787,7 +792,12 @@ async fn policy_banned_commit(e: &mut Env) -> Res {
         catch_up(b).await;
         catch_up(b).await;
     }
-    let mut dev = e.session(true, "confeve", "d2", 1).await?;
+    let mut dev = s(e
+        .eve
+        .as_ref()
+        .ok_or("setup failed")?
+        .link_device("d2", 1)
+        .await)?;
     let (req, key) = dev.member.group_info_request();
     let g = s(e.post(Endpoint::GroupInfo, &e.room, req).await)?;
     let resp = s(GroupInfoResponse::from_bytes(&g.body));

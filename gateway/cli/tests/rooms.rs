@@ -193,9 +193,7 @@ async fn policy_rejections_change_nothing() {
         w.alice.handshake(ROOM, ban).await.unwrap(),
         Verdict::Accepted
     );
-    let mut dave2 = Session::register(w.b.client_api, "b.example", "dave", "tablet", 1)
-        .await
-        .unwrap();
+    let mut dave2 = dave.link_device("tablet", 1).await.unwrap();
     match dave2.external_join(ROOM).await {
         Ok(v) => assert_eq!(refused(v), UpdateOutcome::NotAllowed),
         Err(e) => assert_eq!(e.to_string(), "MLS client: the hub answered notAuthorized"),

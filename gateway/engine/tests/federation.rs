@@ -11,14 +11,14 @@ mod sim;
 
 use mimi_client::{Event, Member, RoomSetup, role};
 use mimi_content::builder;
-use mimi_engine::ClientCall;
+use mimi_engine::{Body, ClientCall, ClientReply};
 use mimi_proto::codec::Wire;
 use mimi_proto::directory::Endpoint;
 use mimi_proto::messages::{
     SubmitMessageResponse, SubmitOutcome, UpdateOutcome, UpdateRoomResponse,
 };
 use sha2::Digest;
-use sim::Sim;
+use sim::{Sim, bytes, text};
 
 const ROOM: &str = "mimi://a.test/r/lobby";
 
@@ -36,6 +36,7 @@ fn seeds() -> Vec<u64> {
 struct User {
     member: Member,
     node: String,
+    client: String,
     token: [u8; 32],
     cursor: u64,
     seen: Vec<(String, String)>,
@@ -61,52 +62,45 @@ fn register(sim: &mut Sim, node: &str, name: &str, device: &str, seed: u8) -> Us
             new_token_hash: hash,
         },
     );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 201, "{}", text(&r));
     let u = User {
         member,
         node: node.into(),
+        client: format!("{name}/{device}"),
         token,
         cursor: 0,
         seen: vec![],
     };
     let kps = u.member.key_packages(4).unwrap();
-    let r = sim.call(node, u.token_hash(), ClientCall::PublishKeyPackages(kps));
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = sim.call(
+        node,
+        u.token_hash(),
+        ClientCall::PublishKeyPackages {
+            key_packages: kps,
+            last_resort: None,
+        },
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
     u
 }
 
 /// Pulls and processes a user's deliveries; records the messages it sees.
 fn pull(sim: &mut Sim, u: &mut User) -> Vec<Event> {
-    let r = sim.call(
-        &u.node.clone(),
-        u.token_hash(),
-        ClientCall::Events {
-            after: u.cursor,
-            limit: 1000,
-        },
-    );
-    assert_eq!(r.status, 200);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let page = sim.events(&u.node, &u.client, u.cursor);
     let mut out = Vec::new();
-    for e in v["events"].as_array().unwrap() {
-        u.cursor = e["seq"].as_u64().unwrap();
-        let room = e["room"].as_str().unwrap();
-        let body = hex::decode(e["body"].as_str().unwrap()).unwrap();
-        if e["kind"] == "consent" {
+    for e in page.events {
+        u.cursor = e.seq;
+        if e.kind == mimi_proto::client_api::DeliveryKind::Consent {
             continue;
         }
-        for ev in u.member.process(room, &body) {
+        for ev in u.member.process(&e.room, &e.body.0) {
             if let Event::Message { sender, id, .. } = &ev {
                 u.seen.push((sender.clone(), id.to_hex()));
             }
             out.push(ev);
         }
     }
-    let _ = sim.call(
-        &u.node.clone(),
-        u.token_hash(),
-        ClientCall::Ack { upto: u.cursor },
-    );
+    sim.ack(&u.node, &u.client, u.cursor);
     out
 }
 
@@ -123,7 +117,7 @@ fn room_call(
         ClientCall::Room {
             endpoint,
             target: target.into(),
-            body,
+            body: body.into(),
         },
     )
 }
@@ -144,8 +138,8 @@ fn commit(sim: &mut Sim, u: &mut User, bundle: Vec<u8>) -> bool {
             }
             continue;
         }
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let resp = UpdateRoomResponse::from_bytes(&r.body).unwrap();
+        assert_eq!(r.status, 200, "{}", text(&r));
+        let resp = UpdateRoomResponse::from_bytes(&bytes(&r)).unwrap();
         return match resp.outcome {
             UpdateOutcome::Success { .. } => {
                 u.member.commit_accepted(ROOM).unwrap();
@@ -166,14 +160,14 @@ fn add(sim: &mut Sim, adder: &mut User, target: &str, role: u32) {
     for _ in 0..10 {
         let r = room_call(sim, adder, Endpoint::KeyMaterial, target, req.clone());
         if r.status == 200 {
-            km = Some(r.body);
+            km = Some(bytes(&r));
             break;
         }
         assert!(
             r.status == 502 || r.status == 503,
             "{} {}",
             r.status,
-            String::from_utf8_lossy(&r.body)
+            text(&r)
         );
     }
     let kps = adder
@@ -200,13 +194,24 @@ fn say(sim: &mut Sim, u: &mut User, text: &str) -> Option<String> {
         if r.status == 502 || r.status == 503 {
             continue;
         }
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        return match SubmitMessageResponse::from_bytes(&r.body).unwrap().outcome {
+        assert_eq!(r.status, 200, "{}", sim::text(&r));
+        return match SubmitMessageResponse::from_bytes(&bytes(&r))
+            .unwrap()
+            .outcome
+        {
             SubmitOutcome::Accepted { .. } => Some(id),
             _ => None,
         };
     }
     None
+}
+
+fn hub_sender(sim: &mut Sim, u: &User) -> Vec<u8> {
+    let hub = sim.call("a.test", u.token_hash(), ClientCall::HubInfo);
+    match hub.body {
+        Body::Client(ClientReply::HubInfo(h)) => h.external_sender.0,
+        _ => panic!("no hub info: {}", text(&hub)),
+    }
 }
 
 struct World {
@@ -229,9 +234,7 @@ fn world(seed: u64) -> World {
         register(&mut sim, "b.test", "obsb", "x", 5),
         register(&mut sim, "c.test", "obsc", "x", 6),
     ];
-    let hub = sim.call("a.test", alice.token_hash(), ClientCall::HubInfo);
-    let v: serde_json::Value = serde_json::from_slice(&hub.body).unwrap();
-    let es = hex::decode(v["external_sender"].as_str().unwrap()).unwrap();
+    let es = hub_sender(&mut sim, &alice);
     let created = alice
         .member
         .create_room(ROOM, &es, &RoomSetup::named("Lobby"))
@@ -245,7 +248,7 @@ fn world(seed: u64) -> World {
             ratchet_tree: created.ratchet_tree,
         },
     );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 201, "{}", text(&r));
     add(&mut sim, &mut alice, "mimi://b.test/u/bob", role::MEMBER);
     sim.run_until_idle();
     assert!(
@@ -315,11 +318,7 @@ fn every_accepted_event_reaches_every_follower_once_in_order() {
         assert!(!bogus.is_empty());
         let (body, _) = {
             let mut m = Member::new("b.test", "mallory", "x");
-            let hub = w
-                .sim
-                .call("a.test", w.alice.token_hash(), ClientCall::HubInfo);
-            let v: serde_json::Value = serde_json::from_slice(&hub.body).unwrap();
-            let es = hex::decode(v["external_sender"].as_str().unwrap()).unwrap();
+            let es = hub_sender(&mut w.sim, &w.alice);
             m.create_room(ROOM, &es, &RoomSetup::named("fake")).unwrap();
             m.send(ROOM, |s, r, salt| builder::text(s, r, salt, "let me in"))
                 .unwrap()
@@ -327,7 +326,9 @@ fn every_accepted_event_reaches_every_follower_once_in_order() {
         let r = room_call(&mut w.sim, &mallory, Endpoint::SubmitMessage, ROOM, body);
         if r.status == 200 {
             assert_eq!(
-                SubmitMessageResponse::from_bytes(&r.body).unwrap().outcome,
+                SubmitMessageResponse::from_bytes(&bytes(&r))
+                    .unwrap()
+                    .outcome,
                 SubmitOutcome::NotAllowed
             );
         }
@@ -393,7 +394,7 @@ fn rejected_events_change_nothing() {
     let fresh = w.alice.member.kick(ROOM, "mimi://c.test/u/obsc").unwrap();
     assert!(commit(&mut w.sim, &mut w.alice, fresh));
     let r = room_call(&mut w.sim, &w.carol, Endpoint::Update, ROOM, stale);
-    let resp = UpdateRoomResponse::from_bytes(&r.body).unwrap();
+    let resp = UpdateRoomResponse::from_bytes(&bytes(&r)).unwrap();
     assert!(
         matches!(resp.outcome, UpdateOutcome::WrongEpoch { .. }),
         "{resp:?}"
@@ -425,14 +426,7 @@ fn hub_crash_mid_fanout_loses_nothing() {
         for i in 0..5 {
             accepted.push(say(&mut w.sim, &mut w.alice, &format!("queued {i}")).unwrap());
         }
-        assert!(
-            w.sim
-                .engine("a.test")
-                .outbox_depths()
-                .values()
-                .sum::<usize>()
-                >= 5
-        );
+        assert!(w.sim.outbox_entries("a.test") >= 5);
         // The hub dies with the queue undelivered, then comes back.
         w.sim.crash("a.test");
         w.sim.loss = 0.0;
@@ -449,13 +443,81 @@ fn hub_crash_mid_fanout_loses_nothing() {
                 u.member.user()
             );
         }
-        assert_eq!(
-            w.sim
-                .engine("a.test")
-                .outbox_depths()
-                .values()
-                .sum::<usize>(),
-            0
+        assert_eq!(w.sim.outbox_entries("a.test"), 0);
+    }
+}
+
+#[test]
+fn failed_commits_change_nothing_and_lose_nothing() {
+    for seed in seeds().into_iter().take(6) {
+        let mut w = world(seed);
+        let hub_store = w.sim.store("a.test");
+        // One refused step: the store is exactly as before, and the message can be resent.
+        let (body, msg) = w
+            .alice
+            .member
+            .send(ROOM, |s, r, salt| builder::text(s, r, salt, "disk full"))
+            .unwrap();
+        let before = hub_store.dump();
+        hub_store.fail_next_commits(1);
+        let r = room_call(
+            &mut w.sim,
+            &w.alice,
+            Endpoint::SubmitMessage,
+            ROOM,
+            body.clone(),
         );
+        assert_eq!(r.status, 503, "seed {seed}: {}", text(&r));
+        assert_eq!(
+            hub_store.dump(),
+            before,
+            "seed {seed}: a failed step leaves no trace"
+        );
+        w.sim.run_until_idle();
+        let r = room_call(&mut w.sim, &w.alice, Endpoint::SubmitMessage, ROOM, body);
+        assert!(
+            matches!(
+                SubmitMessageResponse::from_bytes(&bytes(&r))
+                    .unwrap()
+                    .outcome,
+                SubmitOutcome::Accepted { .. }
+            ),
+            "seed {seed}: the resent message is accepted"
+        );
+        let mut accepted = vec![msg.id().unwrap().to_hex()];
+        // Failures sprinkled over a conversation, on the hub and on a follower.
+        let b_store = w.sim.store("b.test");
+        for i in 0..9 {
+            if i % 3 == 0 {
+                hub_store.fail_next_commits(1);
+            }
+            if i % 4 == 1 {
+                b_store.fail_next_commits(1);
+            }
+            let u = match i % 3 {
+                0 => &mut w.alice,
+                1 => &mut w.bob,
+                _ => &mut w.carol,
+            };
+            if let Some(id) = say(&mut w.sim, u, &format!("through failures {i}")) {
+                accepted.push(id);
+            }
+        }
+        w.sim.run_until_idle();
+        assert!(
+            w.sim.failed_commits("a.test") >= 3,
+            "seed {seed}: failures were injected"
+        );
+        for o in w.observers.iter_mut() {
+            pull(&mut w.sim, o);
+            let ids: Vec<&String> = o.seen.iter().map(|(_, i)| i).collect();
+            assert_eq!(
+                ids,
+                accepted.iter().collect::<Vec<_>>(),
+                "seed {seed}: {} got every accepted message once, in order",
+                o.member.user()
+            );
+        }
+        assert_eq!(w.sim.outbox_entries("a.test"), 0);
     }
 }

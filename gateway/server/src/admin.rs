@@ -1,7 +1,7 @@
 //! The local admin listener (plain HTTP on loopback): `/metrics` (Prometheus), `/healthz`
-//! (the process is alive) and `/readyz` (listeners bound and not shutting down).
+//! (the process is alive) and `/readyz` (listeners bound, not shutting down, storage commits
+//! succeeding and every engine shard alive).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,13 +9,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use mimi_listen::Listener;
 use tokio::sync::watch;
 
+use crate::driver::Health;
 use crate::metrics::Metrics;
-use crate::serving::stopping;
 
 /// Whether the gateway takes traffic.
 #[derive(Debug, Default)]
@@ -33,12 +31,28 @@ impl Ready {
     }
 }
 
-fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &Ready) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<Incoming>,
+    metrics: &Metrics,
+    ready: &Ready,
+    health: &Health,
+) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", metrics.render()),
+        ("GET", "/metrics") => (
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+        ),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_owned()),
-        ("GET", "/readyz") if ready.get() => (200, "text/plain", "ready\n".to_owned()),
-        ("GET", "/readyz") => (503, "text/plain", "not ready\n".to_owned()),
+        ("GET", "/readyz") => match (ready.get(), health.problem()) {
+            (true, None) => (200, "text/plain", "ready\n".to_owned()),
+            (false, _) => (
+                503,
+                "text/plain",
+                "not ready: starting or stopping\n".to_owned(),
+            ),
+            (true, Some(p)) => (503, "text/plain", format!("not ready: {p}\n")),
+        },
         (_, "/metrics" | "/healthz" | "/readyz") => (405, "text/plain", "use GET\n".to_owned()),
         _ => (
             404,
@@ -55,26 +69,16 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics, ready: &Ready) -> Respons
 
 /// Serves the admin endpoints until shutdown.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     metrics: Arc<Metrics>,
     ready: Arc<Ready>,
-    mut shutdown: watch::Receiver<bool>,
+    health: Arc<Health>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            r = listener.accept() => {
-                let Ok((tcp, _)) = r else { continue };
-                let metrics = Arc::clone(&metrics);
-                let ready = Arc::clone(&ready);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let r = respond(&req, &metrics, &ready);
-                        async move { Ok::<_, Infallible>(r) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), svc).await;
-                });
-            }
-            () = stopping(&mut shutdown) => break,
-        }
-    }
+    listener
+        .serve_http(shutdown, move |req, _stop| {
+            let r = respond(&req, &metrics, &ready, &health);
+            async move { r }
+        })
+        .await;
 }

@@ -1,15 +1,16 @@
 //! The local client API: how a provider's own native MIMI clients use the gateway (plain HTTP
 //! on loopback, HTTP/1.1 or HTTP/2 with prior knowledge; put TLS in front to expose it).
-//! Documented route by route in `docs/client-api.md`.
+//! Documented route by route in `docs/client-api.md`; the request and response types are
+//! [`mimi_proto::client_api`].
 //!
-//! Clients authenticate with `Authorization: Bearer <token>`; the token is returned once by
-//! `POST /client/v1/register` and only its SHA-256 is stored. Deliveries are read with a
-//! long-poll (`GET /events?after=N&wait=S`) or as Server-Sent Events (`GET /events/stream`),
-//! and acknowledged with `POST /ack` (an acknowledged cursor: unacknowledged deliveries are
-//! served again after a reconnect).
+//! Clients authenticate with `Authorization: Bearer <token>`: a client token (returned once by
+//! `POST /client/v1/register`, stored as its SHA-256), the admin token, or a provider-issued
+//! token ([`crate::auth`]). Deliveries are read straight from the store with a long-poll
+//! (`GET /events?after=N&wait=S`) or as Server-Sent Events (`GET /events/stream`), in JSON or
+//! in the binary page format (`Accept: application/vnd.mimi.deliveries`), and acknowledged
+//! with `POST /ack`.
 
-// Handlers return `Result<Response, Response>`: the error is the refusal to send, and its size
-// does not matter on this path.
+// Handlers return `Result<Response, Response>`: the error is the refusal to send.
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
@@ -21,22 +22,27 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use mimi_engine::ClientCall;
+use mimi_engine::store::{Store, Write, WriteBatch};
+use mimi_engine::{Auth, Body as EngineBody, ClientCall, ClientRecord, ClientReply};
+use mimi_listen::Listener;
+use mimi_proto::client_api::{
+    AckRequest, Acked, AssetStored, CreateRoom, DELIVERIES_BINARY, DeliveryPage, EventsPage,
+    PREFIX, PublishKeyPackages, RegisterRequest, Registered, SubscribeRequest,
+};
+use mimi_proto::codec::Wire;
 use mimi_proto::directory::{Endpoint, decode_path_value};
+use mimi_proto::uri::Domain;
 use rand::RngCore;
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::ProviderTokens;
 use crate::driver::EngineHandle;
+use crate::peers::PeerClient;
 use crate::serving::stopping;
-use crate::store::Store;
+use crate::store::assets::{AssetError, AssetStore};
 
-/// The route prefix.
-pub const PREFIX: &str = "/client/v1";
 /// Longest long-poll wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// SSE keep-alive comment interval.
@@ -44,74 +50,50 @@ const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Settings of the client API.
+/// The client API's state.
 #[derive(Debug, Clone)]
 pub struct ClientApi {
+    /// This provider.
+    pub domain: Domain,
     /// The engine.
     pub engine: EngineHandle,
+    /// The store (deliveries, tokens).
+    pub store: Arc<dyn Store>,
     /// Assets.
-    pub store: Arc<Store>,
-    /// Whether anyone may register.
-    pub open_registration: bool,
-    /// Token needed to register otherwise.
+    pub assets: AssetStore,
+    /// The admin token, if any.
     pub admin_token: Option<String>,
-    /// Largest MIMI body.
+    /// Provider-issued tokens, if configured.
+    pub provider_tokens: Option<Arc<ProviderTokens>>,
+    /// Largest body.
     pub max_body: usize,
-    /// Largest asset.
-    pub max_asset: usize,
     /// Base URL of this provider's asset downloads (`https://domain:port/assets`).
     pub asset_base: String,
     /// Links to peers (downloads of their assets).
-    pub peers: Arc<crate::peers::PeerClient>,
+    pub peers: Arc<PeerClient>,
+    /// Long-polls and streams one client may hold at once.
+    pub streams_per_client: usize,
+    /// Long-polls and streams held, per client.
+    pub streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
-/// Downloads an asset URL: this provider's own assets from the store, a peer's over the
-/// mutually authenticated link (the host must be a configured peer).
-///
-/// # Errors
-/// Unknown asset, unknown host or transfer failure, as text.
-pub async fn fetch_asset(
-    store: &Arc<Store>,
-    peers: &crate::peers::PeerClient,
-    asset_base: &str,
-    url: &str,
-) -> Result<Vec<u8>, String> {
-    if let Some(id) = url
-        .strip_prefix(asset_base)
-        .and_then(|r| r.strip_prefix('/'))
-    {
-        if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("no such asset".into());
+/// One long-poll or stream of a client; released when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    client: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.streams.lock()
+            && let Some(n) = m.get_mut(&self.client)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.client);
+            }
         }
-        let (store, id) = (Arc::clone(store), id.to_owned());
-        return match tokio::task::spawn_blocking(move || store.asset(&id)).await {
-            Ok(Ok(Some(b))) => Ok(b),
-            Ok(Ok(None)) => Err("no such asset".into()),
-            _ => Err("storage failure".into()),
-        };
-    }
-    let r = peers.fetch(url).await?;
-    if r.status == 200 {
-        Ok(r.body.to_vec())
-    } else {
-        Err(format!("{url}: the asset host answered {}", r.status))
-    }
-}
-
-/// Stores an (encrypted) asset; returns its URL.
-///
-/// # Errors
-/// Storage failures.
-pub async fn store_asset(
-    store: &Arc<Store>,
-    asset_base: &str,
-    bytes: Vec<u8>,
-) -> Result<String, String> {
-    let id = hex::encode(Sha256::digest(&bytes));
-    let (s2, key) = (Arc::clone(store), id.clone());
-    match tokio::task::spawn_blocking(move || s2.put_asset(&key, &bytes)).await {
-        Ok(Ok(())) => Ok(format!("{asset_base}/{id}")),
-        _ => Err("storage failure".into()),
     }
 }
 
@@ -119,13 +101,14 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
 }
 
-fn text(status: u16, msg: impl Into<String>) -> Response<Body> {
+/// A plain-text answer (refusals).
+pub fn text(status: u16, msg: impl Into<String>) -> Response<Body> {
     let mut m = msg.into();
     m.push('\n');
-    reply(status, "text/plain; charset=utf-8", m.into_bytes(), None)
+    reply(status, "text/plain; charset=utf-8", Bytes::from(m), None)
 }
 
-fn reply(status: u16, ctype: &str, body: Vec<u8>, retry: Option<u64>) -> Response<Body> {
+fn reply(status: u16, ctype: &str, body: Bytes, retry: Option<u64>) -> Response<Body> {
     let mut r = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(http::header::CONTENT_TYPE, ctype);
@@ -136,11 +119,48 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>, retry: Option<u64>) -> Respons
         .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
-fn engine_reply(r: mimi_engine::Response) -> Response<Body> {
-    reply(r.status, r.content_type, r.body, r.retry_after_s)
+fn json(status: u16, v: &impl Serialize) -> Response<Body> {
+    reply(
+        status,
+        "application/json",
+        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        None,
+    )
 }
 
-/// SHA-256 of a bearer token, as the engine stores it.
+/// The HTTP form of an engine response.
+pub fn engine_reply(r: mimi_engine::Response) -> Response<Body> {
+    match r.body {
+        EngineBody::Empty => reply(
+            r.status,
+            "text/plain; charset=utf-8",
+            Bytes::new(),
+            r.retry_after_s,
+        ),
+        EngineBody::Mimi(b) => reply(r.status, mimi_proto::media::BODY, b, r.retry_after_s),
+        EngineBody::Asset(b) => reply(r.status, "application/octet-stream", b, r.retry_after_s),
+        EngineBody::Refused(x) => {
+            let mut t = x.to_string();
+            t.push('\n');
+            reply(
+                r.status,
+                "text/plain; charset=utf-8",
+                Bytes::from(t),
+                r.retry_after_s,
+            )
+        }
+        EngineBody::Client(c) => match c {
+            ClientReply::Registered(v) => json(r.status, &v),
+            ClientReply::HubInfo(v) => json(r.status, &v),
+            ClientReply::Published(v) => json(r.status, &v),
+            ClientReply::RoomCreated(v) => json(r.status, &v),
+            ClientReply::Subscribed(v) => json(r.status, &v),
+            _ => text(500, "unknown client reply"),
+        },
+    }
+}
+
+/// SHA-256 of a bearer token, as the store keeps it.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -161,57 +181,72 @@ fn query(parts: &http::request::Parts, key: &str) -> Option<String> {
     })
 }
 
-fn json_field<'a>(v: &'a Value, key: &str) -> Result<&'a Value, Response<Body>> {
-    v.get(key)
-        .ok_or_else(|| text(400, format!("missing field {key:?}")))
+fn wants_binary(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(DELIVERIES_BINARY))
 }
 
-fn str_field(v: &Value, key: &str) -> Result<String, Response<Body>> {
-    json_field(v, key)?
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| text(400, format!("{key} must be a string")))
-}
-
-fn hex_field(v: &Value, key: &str) -> Result<Vec<u8>, Response<Body>> {
-    let s = json_field(v, key)?
-        .as_str()
-        .ok_or_else(|| text(400, format!("{key} must be a hex string")))?;
-    hex::decode(s).map_err(|e| text(400, format!("{key} is not hex: {e}")))
+fn page_reply(page: &EventsPage, binary: bool) -> Response<Body> {
+    if binary {
+        reply(
+            200,
+            DELIVERIES_BINARY,
+            Bytes::from(DeliveryPage::from(page).to_bytes()),
+            None,
+        )
+    } else {
+        json(200, page)
+    }
 }
 
 impl ClientApi {
-    /// Serves until shutdown.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                r = listener.accept() => {
-                    let Ok((tcp, _)) = r else { continue };
-                    let _ = tcp.set_nodelay(true);
-                    let api = Arc::clone(&self);
-                    let stop = shutdown.clone();
-                    let mut end = shutdown.clone();
-                    tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req| {
-                            let api = Arc::clone(&api);
-                            let stop = stop.clone();
-                            async move { Ok::<_, Infallible>(api.route(req, stop).await) }
-                        });
-                        // Keep-alive connections end with the gateway (they hold its storage).
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                        tokio::select! {
-                            _ = conn => {}
-                            () = stopping(&mut end) => {}
-                        }
-                    });
-                }
-                () = stopping(&mut shutdown) => break,
+    /// Serves until shutdown, within the listener's bounds.
+    pub async fn serve(self: Arc<Self>, listener: Listener, shutdown: watch::Receiver<bool>) {
+        let api = Arc::clone(&self);
+        listener
+            .serve_http(shutdown, move |req, stop| {
+                let api = Arc::clone(&api);
+                async move { api.route(req, stop).await }
+            })
+            .await;
+    }
+
+    /// Who the request's bearer token is.
+    fn auth(&self, parts: &http::request::Parts) -> Result<Auth, Response<Body>> {
+        let Some(t) = bearer(parts) else {
+            return Ok(Auth::Anonymous);
+        };
+        if let Some(a) = &self.admin_token {
+            // Compare digests, so the comparison time does not depend on the token.
+            if Sha256::digest(t.as_bytes()) == Sha256::digest(a.as_bytes()) {
+                return Ok(Auth::Admin);
             }
+        }
+        if let Some(p) = &self.provider_tokens
+            && p.looks_like(&t)
+        {
+            return p
+                .verify(&t)
+                .map(|user| Auth::Provider { user })
+                .map_err(|e| text(401, format!("provider token refused: {e}")));
+        }
+        match mimi_engine::authenticate(self.store.as_ref(), &self.domain, &token_hash(&t)) {
+            Ok(Some(c)) => Ok(Auth::Client(c)),
+            Ok(None) => Ok(Auth::Anonymous),
+            Err(e) => Err(text(503, format!("cannot check the token now: {e}"))),
+        }
+    }
+
+    fn client(&self, parts: &http::request::Parts) -> Result<ClientRecord, Response<Body>> {
+        match self.auth(parts)? {
+            Auth::Client(c) => Ok(c),
+            _ => Err(text(
+                401,
+                "missing or unknown client token; register with POST /client/v1/register",
+            )),
         }
     }
 
@@ -228,10 +263,17 @@ impl ClientApi {
         }
     }
 
-    async fn json(&self, body: Incoming) -> Result<Value, Response<Body>> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        body: Incoming,
+    ) -> Result<T, Response<Body>> {
         let b = self.body(body, self.max_body).await?;
         serde_json::from_slice(&b)
-            .map_err(|e| text(400, format!("the body is not valid JSON: {e}")))
+            .map_err(|e| text(400, format!("the body is not the expected JSON: {e}")))
+    }
+
+    async fn call(&self, auth: Auth, call: ClientCall) -> Response<Body> {
+        engine_reply(self.engine.client(auth, call).await)
     }
 
     async fn route(&self, req: Request<Incoming>, stop: watch::Receiver<bool>) -> Response<Body> {
@@ -244,52 +286,34 @@ impl ClientApi {
             );
         };
         let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        let token = bearer(&parts).map(|t| token_hash(&t));
         let m = parts.method.clone();
         let r = match (m.as_str(), segs.as_slice()) {
             ("POST", ["register"]) => self.register(&parts, body).await,
-            ("GET", ["hub"]) => Ok(engine_reply(
-                self.engine.client(token, ClientCall::HubInfo).await,
-            )),
-            ("GET", ["whoami"]) => Ok(engine_reply(
-                self.engine.client(token, ClientCall::Whoami).await,
-            )),
-            ("POST", ["key-packages"]) => self.publish(token, body).await,
-            ("POST", ["rooms"]) => self.create_room(token, body).await,
-            ("POST", ["rooms", room, action]) => self.room(token, room, action, body).await,
+            ("GET", ["hub"]) => Ok(self.call(Auth::Anonymous, ClientCall::HubInfo).await),
+            ("GET", ["whoami"]) => self.whoami(&parts),
+            ("POST", ["key-packages"]) => self.publish(&parts, body).await,
+            ("POST", ["rooms"]) => self.create_room(&parts, body).await,
+            ("POST", ["rooms", room, action]) => self.room(&parts, room, action, body).await,
             ("POST", ["key-material", user]) => {
-                self.binary_call(token, Endpoint::KeyMaterial, user, body)
+                self.binary_call(&parts, Endpoint::KeyMaterial, user, body)
                     .await
             }
-            ("POST", ["consent"]) => match self.body(body, self.max_body).await {
-                Ok(b) => Ok(engine_reply(
-                    self.engine
-                        .client(token, ClientCall::Consent(b.to_vec()))
-                        .await,
-                )),
-                Err(e) => Err(e),
-            },
-            ("POST", ["identifier-query", domain]) => match self.body(body, self.max_body).await {
-                Ok(b) => Ok(engine_reply(
-                    self.engine
-                        .client(
-                            token,
-                            ClientCall::IdentifierQuery {
-                                domain: (*domain).to_owned(),
-                                body: b.to_vec(),
-                            },
-                        )
-                        .await,
-                )),
-                Err(e) => Err(e),
-            },
-            ("GET", ["events"]) => self.events(token, &parts).await,
-            ("GET", ["events", "stream"]) => self.stream(token, &parts, stop).await,
-            ("POST", ["ack"]) => self.ack(token, body).await,
-            ("POST", ["subscribe"]) => self.subscribe(token, body).await,
-            ("POST", ["assets"]) => self.upload(token, body).await,
-            ("GET", ["assets", id]) => self.download(token, id).await,
-            ("GET", ["download"]) => self.fetch(token, &parts).await,
+            ("POST", ["consent"]) => self.opaque(&parts, body, ClientCall::Consent).await,
+            ("POST", ["identifier-query", domain]) => {
+                let domain = (*domain).to_owned();
+                self.opaque(&parts, body, move |b| ClientCall::IdentifierQuery {
+                    domain,
+                    body: b,
+                })
+                .await
+            }
+            ("GET", ["events"]) => self.events(&parts).await,
+            ("GET", ["events", "stream"]) => self.stream(&parts, stop),
+            ("POST", ["ack"]) => self.ack(&parts, body).await,
+            ("POST", ["subscribe"]) => self.subscribe(&parts, body).await,
+            ("POST", ["assets"]) => self.upload(&parts, body).await,
+            ("GET", ["assets", id]) => self.download(&parts, id).await,
+            ("GET", ["download"]) => self.fetch(&parts).await,
             (
                 _,
                 [
@@ -311,108 +335,85 @@ impl ClientApi {
         parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        if !self.open_registration {
-            let ok = bearer(parts)
-                .zip(self.admin_token.as_deref())
-                .is_some_and(|(t, a)| {
-                    // Compare digests, so the comparison time does not depend on the token.
-                    Sha256::digest(t.as_bytes()) == Sha256::digest(a.as_bytes())
-                });
-            if !ok {
-                return Err(text(
-                    401,
-                    "registration needs Authorization: Bearer <client_api.admin_token>",
-                ));
-            }
-        }
-        let v = self.json(body).await?;
-        let user = str_field(&v, "user")?;
-        let device = str_field(&v, "device")?;
-        let display_name = v
-            .get("display_name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let auth = self.auth(parts)?;
+        let req: RegisterRequest = self.json(body).await?;
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
         let r = self
             .engine
             .client(
-                None,
+                auth,
                 ClientCall::Register {
-                    user,
-                    device,
-                    display_name,
+                    user: req.user,
+                    device: req.device,
+                    display_name: req.display_name,
                     new_token_hash: token_hash(&token),
                 },
             )
             .await;
-        if r.status != 201 {
-            return Ok(engine_reply(r));
+        match r.body {
+            EngineBody::Client(ClientReply::Registered(mut reg)) if r.status == 201 => {
+                reg.token = Some(token);
+                Ok(json(201, &reg))
+            }
+            _ => Ok(engine_reply(r)),
         }
-        let mut v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| json!({}));
-        v["token"] = Value::String(token);
-        Ok(reply(
-            201,
-            "application/json",
-            v.to_string().into_bytes(),
-            None,
+    }
+
+    fn whoami(&self, parts: &http::request::Parts) -> Result<Response<Body>, Response<Body>> {
+        let c = self.client(parts)?;
+        Ok(json(
+            200,
+            &Registered {
+                client_id: c.id,
+                user: c.user,
+                client_uri: c.uri,
+                token: None,
+            },
         ))
     }
 
     async fn publish(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        let v = self.json(body).await?;
-        let list = json_field(&v, "key_packages")?
-            .as_array()
-            .ok_or_else(|| text(400, "key_packages must be an array of hex strings"))?;
-        let mut kps = Vec::with_capacity(list.len());
-        for (i, k) in list.iter().enumerate() {
-            let s = k
-                .as_str()
-                .ok_or_else(|| text(400, format!("key_packages[{i}] must be a hex string")))?;
-            kps.push(
-                hex::decode(s)
-                    .map_err(|e| text(400, format!("key_packages[{i}] is not hex: {e}")))?,
-            );
-        }
-        Ok(engine_reply(
-            self.engine
-                .client(token, ClientCall::PublishKeyPackages(kps))
-                .await,
-        ))
+        let c = self.client(parts)?;
+        let req: PublishKeyPackages = self.json(body).await?;
+        Ok(self
+            .call(
+                Auth::Client(c),
+                ClientCall::PublishKeyPackages {
+                    key_packages: req.key_packages.into_iter().map(|h| h.0).collect(),
+                    last_resort: req.last_resort.map(|h| h.0),
+                },
+            )
+            .await)
     }
 
     async fn create_room(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        let v = self.json(body).await?;
-        let room = str_field(&v, "room")?;
-        let group_info = hex_field(&v, "group_info")?;
-        let ratchet_tree = hex_field(&v, "ratchet_tree")?;
-        Ok(engine_reply(
-            self.engine
-                .client(
-                    token,
-                    ClientCall::CreateRoom {
-                        room,
-                        group_info,
-                        ratchet_tree,
-                    },
-                )
-                .await,
-        ))
+        let c = self.client(parts)?;
+        let req: CreateRoom = self.json(body).await?;
+        Ok(self
+            .call(
+                Auth::Client(c),
+                ClientCall::CreateRoom {
+                    room: req.room.to_string(),
+                    group_info: req.group_info.0,
+                    ratchet_tree: req.ratchet_tree.0,
+                },
+            )
+            .await)
     }
 
     async fn room(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         room: &str,
         action: &str,
         body: Incoming,
@@ -431,38 +432,75 @@ impl ClientApi {
                 ));
             }
         };
-        self.binary_call(token, endpoint, room, body).await
+        self.binary_call(parts, endpoint, room, body).await
     }
 
     async fn binary_call(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         endpoint: Endpoint,
         target: &str,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
+        let c = self.client(parts)?;
         let target = decode_path_value(target)
             .ok_or_else(|| text(400, "the path variable is not valid percent-encoded UTF-8"))?;
         let b = self.body(body, self.max_body).await?;
-        Ok(engine_reply(
-            self.engine
-                .client(
-                    token,
-                    ClientCall::Room {
-                        endpoint,
-                        target,
-                        body: b.to_vec(),
-                    },
-                )
-                .await,
-        ))
+        Ok(self
+            .call(
+                Auth::Client(c),
+                ClientCall::Room {
+                    endpoint,
+                    target,
+                    body: b,
+                },
+            )
+            .await)
     }
 
-    async fn events(
+    async fn opaque(
         &self,
-        token: Option<[u8; 32]>,
         parts: &http::request::Parts,
+        body: Incoming,
+        f: impl FnOnce(Bytes) -> ClientCall,
     ) -> Result<Response<Body>, Response<Body>> {
+        let c = self.client(parts)?;
+        let b = self.body(body, self.max_body).await?;
+        Ok(self.call(Auth::Client(c), f(b)).await)
+    }
+
+    /// A long-poll or stream slot of `client`, or 429 when it holds too many.
+    fn stream_slot(&self, client: &str) -> Result<StreamSlot, Response<Body>> {
+        let mut m = self
+            .streams
+            .lock()
+            .map_err(|_| text(503, "stream accounting unavailable"))?;
+        let n = m.entry(client.to_owned()).or_default();
+        if *n >= self.streams_per_client {
+            return Err(reply(
+                429,
+                "text/plain; charset=utf-8",
+                Bytes::from(format!(
+                    "{client} already holds {} long-polls or event streams, the most allowed; close one\n",
+                    self.streams_per_client
+                )),
+                Some(1),
+            ));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            streams: Arc::clone(&self.streams),
+            client: client.to_owned(),
+        })
+    }
+
+    fn page(&self, client: &str, after: u64, limit: usize) -> Result<EventsPage, Response<Body>> {
+        mimi_engine::store::events(self.store.as_ref(), client, after, limit)
+            .map_err(|e| text(503, format!("cannot read deliveries now: {e}")))
+    }
+
+    async fn events(&self, parts: &http::request::Parts) -> Result<Response<Body>, Response<Body>> {
+        let c = self.client(parts)?;
         let after: u64 = query(parts, "after")
             .map_or(Ok(0), |v| v.parse())
             .map_err(|_| text(400, "after must be a sequence number"))?;
@@ -472,39 +510,27 @@ impl ClientApi {
         let wait = query(parts, "wait")
             .map_or(Ok(0), |v| v.parse::<u64>())
             .map_err(|_| text(400, "wait must be seconds"))?;
+        let binary = wants_binary(parts);
+        let _slot = if wait > 0 {
+            Some(self.stream_slot(&c.id)?)
+        } else {
+            None
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait).min(MAX_WAIT);
-        let mut client: Option<String> = None;
+        let notify = self.engine.wakes.get(&c.id);
         loop {
-            let notify = client.as_deref().map(|c| self.engine.wakes.get(c));
-            let notified = notify.as_ref().map(|n| {
-                let mut f = Box::pin(n.notified());
-                f.as_mut().enable();
-                f
-            });
-            let r = self
-                .engine
-                .client(token, ClientCall::Events { after, limit })
-                .await;
-            if r.status != 200 {
-                return Ok(engine_reply(r));
+            let mut notified = Box::pin(notify.notified());
+            notified.as_mut().enable();
+            let page = self.page(&c.id, after, limit)?;
+            if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(page_reply(&page, binary));
             }
-            let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-            let empty = v["events"].as_array().is_none_or(Vec::is_empty);
-            if !empty || tokio::time::Instant::now() >= deadline {
-                return Ok(engine_reply(r));
-            }
-            match notified {
-                Some(f) => {
-                    let _ = tokio::time::timeout_at(deadline, f).await;
-                }
-                None => client = v["client"].as_str().map(str::to_owned),
-            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }
 
-    async fn stream(
+    fn stream(
         &self,
-        token: Option<[u8; 32]>,
         parts: &http::request::Parts,
         stop: watch::Receiver<bool>,
     ) -> Result<Response<Body>, Response<Body>> {
@@ -519,39 +545,27 @@ impl ClientApi {
             .map_or(Ok(0), |v| v.parse())
             .map_err(|_| text(400, "after (or Last-Event-ID) must be a sequence number"))?;
         // Authenticate before committing to a stream.
-        let who = self.engine.client(token, ClientCall::Whoami).await;
-        if who.status != 200 {
-            return Ok(engine_reply(who));
-        }
-        let client = serde_json::from_slice::<Value>(&who.body)
-            .ok()
-            .and_then(|v| v["client_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let state = (self.engine.clone(), token, after, client, stop);
+        let c = self.client(parts)?;
+        let slot = self.stream_slot(&c.id)?;
+        let state = (self.clone(), after, c.id, stop, slot);
         let s = futures_util::stream::unfold(
             state,
-            |(engine, token, after, client, mut stop)| async move {
+            |(api, after, client, mut stop, slot)| async move {
                 if *stop.borrow() {
                     return None;
                 }
-                let notify = engine.wakes.get(&client);
+                let notify = api.engine.wakes.get(&client);
                 let mut notified = Box::pin(notify.notified());
                 notified.as_mut().enable();
-                let r = engine
-                    .client(token, ClientCall::Events { after, limit: 100 })
-                    .await;
-                if r.status != 200 {
-                    return None;
-                }
-                let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-                let events = v["events"].as_array().cloned().unwrap_or_default();
+                let page = api.page(&client, after, 100).ok()?;
                 let mut out = String::new();
                 let mut cursor = after;
-                for e in &events {
-                    cursor = e["seq"].as_u64().unwrap_or(cursor);
-                    out.push_str(&format!("id: {cursor}\nevent: delivery\ndata: {e}\n\n"));
+                for e in &page.events {
+                    cursor = e.seq;
+                    let data = serde_json::to_string(e).unwrap_or_default();
+                    out.push_str(&format!("id: {cursor}\nevent: delivery\ndata: {data}\n\n"));
                 }
-                if events.is_empty() {
+                if page.events.is_empty() {
                     tokio::select! {
                         _ = tokio::time::timeout(SSE_KEEPALIVE, notified) => {}
                         () = stopping(&mut stop) => return None,
@@ -560,7 +574,7 @@ impl ClientApi {
                 }
                 Some((
                     Ok::<_, Infallible>(Frame::data(Bytes::from(out))),
-                    (engine, token, cursor, client, stop),
+                    (api, cursor, client, stop, slot),
                 ))
             },
         );
@@ -575,92 +589,170 @@ impl ClientApi {
 
     async fn ack(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        let v = self.json(body).await?;
-        let upto = json_field(&v, "upto")?
-            .as_u64()
-            .ok_or_else(|| text(400, "upto must be a sequence number"))?;
-        Ok(engine_reply(
-            self.engine.client(token, ClientCall::Ack { upto }).await,
-        ))
+        let c = self.client(parts)?;
+        let req: AckRequest = self.json(body).await?;
+        let batch = WriteBatch {
+            writes: vec![Write::Ack {
+                client: c.id.clone(),
+                upto: req.upto,
+            }],
+        };
+        match self.engine.committer.commit_async(batch).await {
+            Ok(report) => {
+                let dropped = report
+                    .acked
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map_or(0, |(_, n)| *n);
+                Ok(json(
+                    200,
+                    &Acked {
+                        acked: req.upto,
+                        dropped,
+                    },
+                ))
+            }
+            Err(e) => Err(text(
+                503,
+                format!("cannot store the acknowledgement now ({e}); retry"),
+            )),
+        }
     }
 
     async fn subscribe(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        let v = self.json(body).await?;
-        let room = str_field(&v, "room")?;
-        let on = v.get("on").and_then(Value::as_bool).unwrap_or(true);
-        Ok(engine_reply(
-            self.engine
-                .client(token, ClientCall::Subscribe { room, on })
-                .await,
-        ))
-    }
-
-    async fn authenticated(&self, token: Option<[u8; 32]>) -> Result<(), Response<Body>> {
-        let who = self.engine.client(token, ClientCall::Whoami).await;
-        if who.status == 200 {
-            Ok(())
-        } else {
-            Err(engine_reply(who))
-        }
+        let c = self.client(parts)?;
+        let req: SubscribeRequest = self.json(body).await?;
+        Ok(self
+            .call(
+                Auth::Client(c),
+                ClientCall::Subscribe {
+                    room: req.room.to_string(),
+                    on: req.on,
+                },
+            )
+            .await)
     }
 
     async fn upload(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         body: Incoming,
     ) -> Result<Response<Body>, Response<Body>> {
-        self.authenticated(token).await?;
-        let b = self.body(body, self.max_asset).await?;
-        let url = store_asset(&self.store, &self.asset_base, b.to_vec())
+        let c = self.client(parts)?;
+        let b = self.body(body, self.assets.max_bytes as usize).await?;
+        let assets = self.assets.clone();
+        let owner = c.id.clone();
+        let r = tokio::task::spawn_blocking(move || assets.put(&owner, &b))
             .await
-            .map_err(|e| text(500, e))?;
-        let id = url.rsplit('/').next().unwrap_or("").to_owned();
-        let v = json!({"id": id, "url": url});
-        Ok(reply(
-            201,
-            "application/json",
-            v.to_string().into_bytes(),
-            None,
-        ))
-    }
-
-    async fn fetch(
-        &self,
-        token: Option<[u8; 32]>,
-        parts: &http::request::Parts,
-    ) -> Result<Response<Body>, Response<Body>> {
-        self.authenticated(token).await?;
-        let url = query(parts, "url")
-            .ok_or_else(|| text(400, "GET /download needs ?url=<percent-encoded asset URL>"))?;
-        match fetch_asset(&self.store, &self.peers, &self.asset_base, &url).await {
-            Ok(b) => Ok(reply(200, "application/octet-stream", b, None)),
-            Err(e) if e == "no such asset" => Err(text(404, e)),
-            Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
+            .map_err(|e| text(503, e.to_string()))?;
+        match r {
+            Ok(id) => Ok(json(
+                201,
+                &AssetStored {
+                    url: format!("{}/{id}", self.asset_base),
+                    id,
+                },
+            )),
+            Err(e @ AssetError::TooLarge { .. }) => Err(text(413, e.to_string())),
+            Err(e @ AssetError::Quota { .. }) => Err(text(413, e.to_string())),
+            Err(e) => Err(text(503, e.to_string())),
         }
     }
 
     async fn download(
         &self,
-        token: Option<[u8; 32]>,
+        parts: &http::request::Parts,
         id: &str,
     ) -> Result<Response<Body>, Response<Body>> {
-        self.authenticated(token).await?;
-        if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(text(404, "no such asset"));
+        self.client(parts)?;
+        match fetch_asset(
+            &self.assets,
+            &self.peers,
+            &self.asset_base,
+            &format!("{}/{id}", self.asset_base),
+        )
+        .await
+        {
+            Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
+            Err(FetchError::NotFound) => Err(text(404, "no such asset")),
+            Err(e) => Err(text(502, e.to_string())),
         }
-        let store = Arc::clone(&self.store);
-        let key = id.to_owned();
-        match tokio::task::spawn_blocking(move || store.asset(&key)).await {
-            Ok(Ok(Some(b))) => Ok(reply(200, "application/octet-stream", b, None)),
-            Ok(Ok(None)) => Err(text(404, "no such asset")),
-            _ => Err(text(500, "storage failure")),
+    }
+
+    async fn fetch(&self, parts: &http::request::Parts) -> Result<Response<Body>, Response<Body>> {
+        self.client(parts)?;
+        let url = query(parts, "url")
+            .ok_or_else(|| text(400, "GET /download needs ?url=<percent-encoded asset URL>"))?;
+        match fetch_asset(&self.assets, &self.peers, &self.asset_base, &url).await {
+            Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
+            Err(FetchError::NotFound) => Err(text(404, "no such asset")),
+            Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
         }
+    }
+}
+
+/// Why an asset could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No such asset here.
+    #[error("no such asset")]
+    NotFound,
+    /// The URL is not one this gateway fetches.
+    #[error("{0}")]
+    Refused(String),
+    /// The transfer failed.
+    #[error("{0}")]
+    Transfer(String),
+}
+
+/// Downloads an asset URL: this provider's own assets from its store, a peer's over the
+/// mutually authenticated link (the host must be a configured peer; the size is capped).
+///
+/// # Errors
+/// [`FetchError`].
+pub async fn fetch_asset(
+    assets: &AssetStore,
+    peers: &PeerClient,
+    asset_base: &str,
+    url: &str,
+) -> Result<Vec<u8>, FetchError> {
+    if let Some(id) = url
+        .strip_prefix(asset_base)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        let (assets, id) = (assets.clone(), id.to_owned());
+        return match tokio::task::spawn_blocking(move || assets.get(&id)).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(AssetError::NotFound)) => Err(FetchError::NotFound),
+            Ok(Err(e)) => Err(FetchError::Transfer(e.to_string())),
+            Err(e) => Err(FetchError::Transfer(e.to_string())),
+        };
+    }
+    let Some((host, _, _)) = mimi_engine::parse_asset_url(url) else {
+        return Err(FetchError::Refused(format!(
+            "{url} is not an asset URL (https://<host>/assets/<id>)"
+        )));
+    };
+    let r = peers
+        .fetch(host, url, assets.max_bytes as usize)
+        .await
+        .map_err(FetchError::Transfer)?;
+    if r.status == 200 {
+        Ok(r.body.to_vec())
+    } else if r.status == 404 {
+        Err(FetchError::NotFound)
+    } else {
+        Err(FetchError::Transfer(format!(
+            "the asset host answered {}",
+            r.status
+        )))
     }
 }

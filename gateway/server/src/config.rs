@@ -100,7 +100,7 @@ pub struct Storage {
     pub path: Option<PathBuf>,
 }
 
-/// Bounds.
+/// Bounds (docs/config.md lists each with its default and what happens past it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -120,12 +120,46 @@ pub struct LimitsConfig {
     pub rate_per_second: f64,
     /// Burst above the sustained rate.
     pub rate_burst: f64,
+    /// Federation connections (QUIC and TLS) open at once; more are refused.
+    pub federation_connections: usize,
+    /// Federation connections from one address.
+    pub federation_connections_per_address: usize,
+    /// A TLS or QUIC handshake must finish within this long (ms).
+    pub handshake_timeout_ms: u64,
+    /// Local listeners (client API, admin, bridges): connections open at once.
+    pub local_connections: usize,
+    /// Local listeners: connections from one address.
+    pub local_connections_per_address: usize,
+    /// Local listeners: request headers must arrive within this long (ms).
+    pub header_timeout_ms: u64,
+    /// Long-polls and event streams one client may hold open at once.
+    pub streams_per_client: usize,
     /// Largest uploaded asset (bytes).
     pub max_asset_bytes: usize,
-    /// Deliveries kept per local client.
-    pub max_deliveries_per_client: usize,
-    /// Outbox entries per follower.
-    pub max_outbox_per_follower: usize,
+    /// Asset bytes one client may hold.
+    pub asset_quota_bytes: u64,
+    /// Days an asset is kept (the gateway cannot see which encrypted messages use it).
+    pub asset_retention_days: u64,
+    /// Deliveries kept per local client; past it the oldest are dropped and the client resyncs.
+    #[serde(alias = "max_deliveries_per_client")]
+    pub delivery_queue_entries: u64,
+    /// Bytes of deliveries kept per local client.
+    pub delivery_queue_bytes: u64,
+    /// Bytes queued for one follower over all rooms; past it new events for that follower are
+    /// dropped and it is marked out of sync (the room never blocks).
+    pub outbox_bytes_per_follower: u64,
+    /// Deprecated and ignored: outboxes are capped in bytes (`outbox_bytes_per_follower`).
+    pub max_outbox_per_follower: Option<u64>,
+    /// `/notify` requests in flight per follower (rooms in parallel, one per room).
+    pub notify_parallel_per_follower: usize,
+    /// Rooms kept in memory per engine shard (the rest load on demand).
+    pub room_cache_entries: usize,
+    /// Engine shards (threads); 0: one per CPU.
+    pub engine_shards: u16,
+    /// KeyPackages one peer may claim per minute.
+    pub claims_per_peer_per_minute: u32,
+    /// KeyPackages of one user that may be claimed per minute.
+    pub claims_per_user_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -139,9 +173,25 @@ impl Default for LimitsConfig {
             request_timeout_ms: 10_000,
             rate_per_second: 1000.0,
             rate_burst: 2000.0,
+            federation_connections: 1024,
+            federation_connections_per_address: 64,
+            handshake_timeout_ms: 10_000,
+            local_connections: 1024,
+            local_connections_per_address: 256,
+            header_timeout_ms: 10_000,
+            streams_per_client: 8,
             max_asset_bytes: 25 << 20,
-            max_deliveries_per_client: 100_000,
-            max_outbox_per_follower: 100_000,
+            asset_quota_bytes: 256 << 20,
+            asset_retention_days: 30,
+            delivery_queue_entries: 100_000,
+            delivery_queue_bytes: 256 << 20,
+            outbox_bytes_per_follower: 256 << 20,
+            max_outbox_per_follower: None,
+            notify_parallel_per_follower: 16,
+            room_cache_entries: 1024,
+            engine_shards: 0,
+            claims_per_peer_per_minute: 600,
+            claims_per_user_per_minute: 60,
         }
     }
 }
@@ -160,6 +210,8 @@ pub struct Federation {
     pub directory_ttl_s: u64,
     /// Path prefix of the MIMI endpoints.
     pub path_prefix: String,
+    /// Identifier queries may search display names by substring (off: exact handles only).
+    pub partial_name_search: bool,
 }
 
 impl Default for Federation {
@@ -169,6 +221,7 @@ impl Default for Federation {
             allow_unknown_peers: false,
             directory_ttl_s: 600,
             path_prefix: "/v1".into(),
+            partial_name_search: false,
         }
     }
 }
@@ -177,11 +230,14 @@ impl Default for Federation {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientApi {
-    /// Anyone reaching the client API may register clients (development). When false,
-    /// registration needs `Authorization: Bearer <admin_token>`.
+    /// Anyone reaching the client API may create a **new** user (development; loopback
+    /// addresses only). A new device of an existing user always needs one of its devices'
+    /// tokens, the admin token or a provider token.
     pub open_registration: bool,
-    /// Token for registration when it is not open.
+    /// The operator's token: registers any client, and authenticates `mimi admin`.
     pub admin_token: Option<String>,
+    /// Provider-issued bearer tokens (JWT) that register clients of the user they name.
+    pub provider_tokens: Option<crate::auth::ProviderTokensConfig>,
 }
 
 impl Default for ClientApi {
@@ -189,6 +245,7 @@ impl Default for ClientApi {
         Self {
             open_registration: true,
             admin_token: None,
+            provider_tokens: None,
         }
     }
 }
@@ -410,18 +467,44 @@ impl Config {
         }
         let l = &self.limits;
         for (key, v) in [
-            ("limits.max_body_bytes", l.max_body_bytes),
-            ("limits.notify_max_body_bytes", l.notify_max_body_bytes),
+            ("limits.max_body_bytes", l.max_body_bytes as u64),
+            (
+                "limits.notify_max_body_bytes",
+                l.notify_max_body_bytes as u64,
+            ),
             (
                 "limits.max_concurrent_requests_per_peer",
-                l.max_concurrent_requests_per_peer,
+                l.max_concurrent_requests_per_peer as u64,
             ),
-            ("limits.max_asset_bytes", l.max_asset_bytes),
+            ("limits.max_asset_bytes", l.max_asset_bytes as u64),
+            ("limits.asset_quota_bytes", l.asset_quota_bytes),
+            ("limits.delivery_queue_entries", l.delivery_queue_entries),
+            ("limits.delivery_queue_bytes", l.delivery_queue_bytes),
             (
-                "limits.max_deliveries_per_client",
-                l.max_deliveries_per_client,
+                "limits.outbox_bytes_per_follower",
+                l.outbox_bytes_per_follower,
             ),
-            ("limits.max_outbox_per_follower", l.max_outbox_per_follower),
+            (
+                "limits.federation_connections",
+                l.federation_connections as u64,
+            ),
+            (
+                "limits.federation_connections_per_address",
+                l.federation_connections_per_address as u64,
+            ),
+            ("limits.local_connections", l.local_connections as u64),
+            (
+                "limits.local_connections_per_address",
+                l.local_connections_per_address as u64,
+            ),
+            ("limits.header_timeout_ms", l.header_timeout_ms),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.streams_per_client", l.streams_per_client as u64),
+            ("limits.room_cache_entries", l.room_cache_entries as u64),
+            (
+                "limits.notify_parallel_per_follower",
+                l.notify_parallel_per_follower as u64,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be greater than 0"));
@@ -456,16 +539,24 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));
         }
-        if !self.client_api.open_registration
-            && self
-                .client_api
-                .admin_token
-                .as_deref()
-                .is_none_or(str::is_empty)
+        if self.client_api.open_registration && !self.listen.client_api.ip().is_loopback() {
+            return Err(invalid(
+                "client_api.open_registration",
+                format!(
+                    "anyone could create users: the client API listens on {}, which is not a loopback address; set open_registration = false and register with the admin token or provider tokens",
+                    self.listen.client_api
+                ),
+            ));
+        }
+        if self
+            .client_api
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
         {
             return Err(invalid(
                 "client_api.admin_token",
-                "needed when open_registration is false",
+                "must be at least 16 characters (it registers any client)",
             ));
         }
         let mut seen = std::collections::BTreeSet::new();

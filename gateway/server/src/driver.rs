@@ -1,40 +1,41 @@
-//! The task that owns the engine. Inputs arrive on a channel; the driver hands a batch of them
-//! to the engine, commits the resulting writes in **one** redb transaction (group commit across
-//! rooms and requests), and only then performs the outputs: responses, requests to peers
-//! (whose replies come back as inputs), asset fetches and client wake-ups.
+//! The threads that own the engine. Each shard of the engine runs on its own OS thread (rooms
+//! across cores): it takes a batch of inputs from its bounded queue, hands it to the engine,
+//! sends the step's writes to the committer and waits; only once they are durable does it
+//! perform the outputs (responses, requests to peers, asset fetches, client wake-ups).
+//!
+//! The committer thread applies the batches of every shard that are waiting in **one** store
+//! transaction (group commit). When a commit fails, no output of those steps leaves: each
+//! shard answers 503 to the step's requests and rebuilds its caches from the store, and
+//! `/readyz` says not ready until a commit succeeds again. A shard that panics marks the
+//! gateway failed, so `mimi run` exits non-zero for its supervisor.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mimi_engine::{ClientCall, Engine, Input, Output, RequestId, Response};
+use bytes::Bytes;
+use mimi_engine::store::{CommitReport, Store, StoreError, WriteBatch};
+use mimi_engine::{
+    Auth, ClientCall, Engine, Input, Output, Refusal, RequestId, Response, SendError,
+};
 use mimi_proto::directory::Endpoint;
-use tokio::sync::{Notify, mpsc, oneshot};
+use mimi_proto::uri::Domain;
+use tokio::sync::{Notify, oneshot};
 
 use crate::metrics::Metrics;
 use crate::peers::PeerClient;
-use crate::store::Store;
 
-/// Inputs handled per storage transaction at most.
+/// Inputs a shard takes per step at most.
 const MAX_BATCH: usize = 512;
+/// Inputs waiting per shard at most; more are refused with 503 (backpressure).
+const QUEUE: usize = 8192;
 
 enum Cmd {
-    Peer {
-        peer: String,
-        endpoint: Endpoint,
-        target: String,
-        body: Vec<u8>,
-        tx: oneshot::Sender<Response>,
-    },
-    Client {
-        token_hash: Option<[u8; 32]>,
-        call: ClientCall,
-        tx: oneshot::Sender<Response>,
-    },
-    Reply {
-        id: RequestId,
-        result: Result<mimi_engine::Reply, String>,
-    },
+    Input(Box<Input>, Option<oneshot::Sender<Response>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -46,29 +47,147 @@ pub struct Wakes {
 
 impl Wakes {
     /// The notifier of a client (created on first use).
-    pub fn get(&self, client_id: &str) -> Arc<Notify> {
+    pub fn get(&self, client: &str) -> Arc<Notify> {
         let mut m = self
             .by_client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(m.entry(client_id.to_owned()).or_default())
+        Arc::clone(m.entry(client.to_owned()).or_default())
     }
 
-    fn wake(&self, client_id: &str) {
+    /// Wakes a client's readers.
+    pub fn wake(&self, client: &str) {
         if let Ok(m) = self.by_client.lock()
-            && let Some(n) = m.get(client_id)
+            && let Some(n) = m.get(client)
         {
             n.notify_waiters();
         }
     }
 }
 
-/// A handle to the engine driver.
+/// Whether the engine can take requests: storage commits succeed and no shard died.
+#[derive(Debug, Default)]
+pub struct Health {
+    storage_failing: AtomicBool,
+    failed_commits: AtomicU64,
+    fatal: AtomicBool,
+    fatal_notify: Notify,
+}
+
+impl Health {
+    /// Ready to serve.
+    pub fn ok(&self) -> bool {
+        !self.storage_failing.load(Ordering::Acquire) && !self.fatal.load(Ordering::Acquire)
+    }
+
+    /// Why not ready, if not.
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.fatal.load(Ordering::Acquire) {
+            Some("an engine shard stopped unexpectedly")
+        } else if self.storage_failing.load(Ordering::Acquire) {
+            Some("storage commits are failing")
+        } else {
+            None
+        }
+    }
+
+    /// Commits that failed since start.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once a shard died.
+    pub async fn fatal(&self) {
+        loop {
+            let n = self.fatal_notify.notified();
+            if self.fatal.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    fn set_fatal(&self) {
+        self.fatal.store(true, Ordering::Release);
+        self.fatal_notify.notify_waiters();
+    }
+}
+
+type CommitReply = SyncSender<Result<CommitReport, StoreError>>;
+
+/// The handle shards and the shell use to commit batches through the committer.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    tx: SyncSender<(WriteBatch, CommitReply)>,
+}
+
+impl Committer {
+    /// Commits one batch (group-committed with whatever else waits). Blocking.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn commit(&self, batch: WriteBatch) -> Result<CommitReport, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .send((batch, tx))
+            .map_err(|_| StoreError::Backend("the committer stopped".into()))?;
+        rx.recv()
+            .map_err(|_| StoreError::Backend("the committer stopped".into()))?
+    }
+
+    /// Commits from async code.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn commit_async(&self, batch: WriteBatch) -> Result<CommitReport, StoreError> {
+        let c = self.clone();
+        tokio::task::spawn_blocking(move || c.commit(batch))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn committer(store: Arc<dyn Store>, rx: Receiver<(WriteBatch, CommitReply)>, health: Arc<Health>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 64 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut reports = vec![CommitReport::default(); jobs.len()];
+        let r = store.transact(&mut |txn| {
+            for (i, (b, _)) in jobs.iter().enumerate() {
+                reports[i] = CommitReport::default();
+                mimi_engine::store::apply(txn, b, &mut reports[i])?;
+            }
+            Ok(())
+        });
+        match &r {
+            Ok(()) => health.storage_failing.store(false, Ordering::Release),
+            Err(e) => {
+                health.storage_failing.store(true, Ordering::Release);
+                health.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, batches = jobs.len(), "storage commit failed; nothing of these steps leaves");
+            }
+        }
+        for ((_, reply), report) in jobs.into_iter().zip(reports) {
+            let _ = reply.send(r.clone().map(|()| report));
+        }
+    }
+}
+
+/// A handle to the engine shards.
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
-    tx: mpsc::Sender<Cmd>,
+    shards: Vec<SyncSender<Cmd>>,
     /// Client wake-ups.
     pub wakes: Arc<Wakes>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    /// The committer (acknowledgements, administrative writes).
+    pub committer: Committer,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -77,64 +196,54 @@ impl std::fmt::Debug for Cmd {
     }
 }
 
-fn unavailable() -> Response {
-    Response {
-        retry_after_s: Some(1),
-        ..Response::text(503, "the gateway is shutting down")
-    }
+fn unavailable(why: &str) -> Response {
+    Response::refused(Refusal::Unavailable(why.to_owned()))
 }
 
 impl EngineHandle {
+    async fn call(&self, input: Input) -> Response {
+        let shard = mimi_engine::shard_of(&input, self.shards.len() as u16) as usize;
+        let (tx, rx) = oneshot::channel();
+        match self.shards[shard].try_send(Cmd::Input(Box::new(input), Some(tx))) {
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| unavailable("the gateway is shutting down")),
+            Err(TrySendError::Full(_)) => unavailable("the gateway is overloaded"),
+            Err(TrySendError::Disconnected(_)) => unavailable("the gateway is shutting down"),
+        }
+    }
+
     /// A federation request from an authenticated peer.
     pub async fn peer(
         &self,
-        peer: &str,
+        peer: Domain,
         endpoint: Endpoint,
-        target: &str,
-        body: Vec<u8>,
+        target: String,
+        body: Bytes,
     ) -> Response {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Cmd::Peer {
-                peer: peer.to_owned(),
-                endpoint,
-                target: target.to_owned(),
-                body,
-                tx,
-            })
-            .await
-            .is_err()
-        {
-            return unavailable();
-        }
-        rx.await.unwrap_or_else(|_| unavailable())
-    }
-
-    /// Stops the driver after committing what it holds; later calls are answered 503.
-    pub async fn stop(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Stop(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.call(Input::Peer {
+            id: 0,
+            peer,
+            endpoint,
+            target,
+            body,
+        })
+        .await
     }
 
     /// A client API call.
-    pub async fn client(&self, token_hash: Option<[u8; 32]>, call: ClientCall) -> Response {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Cmd::Client {
-                token_hash,
-                call,
-                tx,
-            })
-            .await
-            .is_err()
-        {
-            return unavailable();
+    pub async fn client(&self, auth: Auth, call: ClientCall) -> Response {
+        self.call(Input::Client { id: 0, auth, call }).await
+    }
+
+    /// Stops every shard after its current step; later calls are answered 503.
+    pub async fn stop(&self) {
+        for s in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            if s.try_send(Cmd::Stop(tx)).is_ok() {
+                let _ = rx.await;
+            }
         }
-        rx.await.unwrap_or_else(|_| unavailable())
     }
 }
 
@@ -144,146 +253,123 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Starts the driver; it stops when every handle is dropped (after a final commit).
-pub fn spawn(
+struct Shard {
     engine: Engine,
-    store: Arc<Store>,
+    rx: Receiver<Cmd>,
+    self_tx: SyncSender<Cmd>,
+    committer: Committer,
     peers: Arc<PeerClient>,
+    wakes: Arc<Wakes>,
     metrics: Arc<Metrics>,
-) -> (EngineHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(4096);
-    let wakes = Arc::new(Wakes::default());
-    let handle = EngineHandle {
-        tx: tx.clone(),
-        wakes: Arc::clone(&wakes),
-    };
-    let task = tokio::spawn(run(
-        engine,
-        store,
-        peers,
-        metrics,
-        rx,
-        tx.downgrade(),
-        wakes,
-    ));
-    (handle, task)
+    rt: tokio::runtime::Handle,
+    next_id: RequestId,
+    waiting: HashMap<RequestId, oneshot::Sender<Response>>,
+    fetch: Arc<dyn Fn(Domain, String) -> FetchFuture + Send + Sync>,
+    index: u16,
+    shared: Arc<mimi_engine::Shared>,
+    last_gauges: std::time::Instant,
 }
 
-async fn run(
-    mut engine: Engine,
-    store: Arc<Store>,
-    peers: Arc<PeerClient>,
-    metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<Cmd>,
-    self_tx: mpsc::WeakSender<Cmd>,
-    wakes: Arc<Wakes>,
-) {
-    let mut waiting: HashMap<RequestId, oneshot::Sender<Response>> = HashMap::new();
-    let mut next_id: RequestId = 1;
-    let mut last_gauges = std::time::Instant::now();
-    let mut stopped: Option<oneshot::Sender<()>> = None;
-    // Resume the outboxes restored from storage right away.
-    let mut starting = true;
-    loop {
-        if stopped.is_some() {
-            break;
-        }
-        let timeout = if std::mem::take(&mut starting) {
-            Some(Duration::ZERO)
-        } else {
-            engine
+/// What a `/proxyDownload` fetch returns.
+pub type FetchFuture = std::pin::Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
+
+impl Shard {
+    fn run(mut self) {
+        // Resume the outboxes restored from the store.
+        self.step(vec![Cmd::Input(Box::new(Input::Tick), None)]);
+        loop {
+            let timeout = self
+                .engine
                 .poll_timeout()
-                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())))
-        };
-        let first = match timeout {
-            Some(d) => match tokio::time::timeout(d, rx.recv()).await {
-                Ok(Some(c)) => Some(c),
-                Ok(None) => break,
-                Err(_) => None,
-            },
-            None => match rx.recv().await {
-                Some(c) => Some(c),
-                None => break,
-            },
-        };
-        let mut batch: Vec<Cmd> = first.into_iter().collect();
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
+                .map(|t| Duration::from_millis(t.saturating_sub(now_ms())));
+            let first = match timeout {
+                Some(d) => match self.rx.recv_timeout(d) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                },
+            };
+            let mut batch: Vec<Cmd> = first.into_iter().collect();
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                batch.push(Cmd::Input(Box::new(Input::Tick), None));
+            }
+            if let Some(stop) = self.step(batch) {
+                let _ = stop.send(());
+                return;
             }
         }
+    }
+
+    /// One step: handle, commit, then act. Returns a stop request, if any came.
+    fn step(&mut self, batch: Vec<Cmd>) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
-        if batch.is_empty() || engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle(now, Input::Tick);
+        let mut stop = None;
+        let mut ids = Vec::new();
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle(now, Input::Tick);
         }
         for cmd in batch {
             let input = match cmd {
-                Cmd::Peer {
-                    peer,
-                    endpoint,
-                    target,
-                    body,
-                    tx,
-                } => {
-                    let id = next_id;
-                    next_id += 1;
-                    waiting.insert(id, tx);
-                    Input::Peer {
-                        id,
-                        peer,
-                        endpoint,
-                        target,
-                        body,
-                    }
-                }
-                Cmd::Client {
-                    token_hash,
-                    call,
-                    tx,
-                } => {
-                    let id = next_id;
-                    next_id += 1;
-                    waiting.insert(id, tx);
-                    Input::Client {
-                        id,
-                        token_hash,
-                        call,
-                    }
-                }
-                Cmd::Reply { id, result } => Input::Reply { id, result },
                 Cmd::Stop(tx) => {
-                    stopped = Some(tx);
+                    stop = Some(tx);
                     continue;
+                }
+                Cmd::Input(input, reply) => {
+                    let mut input = *input;
+                    if let Some(tx) = reply {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        match &mut input {
+                            Input::Peer { id: i, .. } | Input::Client { id: i, .. } => *i = id,
+                            _ => {}
+                        }
+                        self.waiting.insert(id, tx);
+                        ids.push(id);
+                    }
+                    input
                 }
             };
-            engine.handle(now, input);
+            self.engine.handle(now, input);
         }
-        // Durable before visible: commit, then act.
-        let writes = engine.take_writes();
-        if !writes.is_empty() {
-            let s = Arc::clone(&store);
-            let committed = tokio::task::spawn_blocking(move || s.commit(&writes)).await;
-            match committed {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "storage commit failed; refusing to answer what is not durable");
-                    for (_, tx) in waiting.drain() {
-                        let _ = tx.send(Response::text(500, "storage failure"));
+        let committed = self.engine.take_writes().and_then(|w| {
+            if w.is_empty() {
+                Ok(CommitReport::default())
+            } else {
+                self.committer.commit(w)
+            }
+        });
+        match committed {
+            Ok(_) => self.engine.committed(),
+            Err(e) => {
+                tracing::warn!(error = %e, "a step was abandoned; its requests get 503 and the engine reloads from the store");
+                self.engine.reset();
+                for id in ids {
+                    if let Some(tx) = self.waiting.remove(&id) {
+                        let _ = tx.send(unavailable(&e.to_string()));
                     }
-                    while engine.poll_output().is_some() {}
-                    continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "storage task failed");
-                    break;
-                }
+                self.engine.committed();
             }
         }
-        while let Some(out) = engine.poll_output() {
+        self.perform();
+        stop
+    }
+
+    fn perform(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
             match out {
                 Output::Respond { id, response } => {
-                    if let Some(tx) = waiting.remove(&id) {
+                    if let Some(tx) = self.waiting.remove(&id) {
                         let _ = tx.send(response);
                     }
                 }
@@ -294,71 +380,135 @@ async fn run(
                     target,
                     body,
                 } => {
-                    let peers = Arc::clone(&peers);
-                    let back = self_tx.clone();
-                    // The engine waits for exactly one reply per send: even if the request task
-                    // fails in an unexpected way, a reply (an error) comes back.
-                    let work =
-                        tokio::spawn(async move { peers.mimi(&to, endpoint, &target, body).await });
-                    tokio::spawn(async move {
+                    let peers = Arc::clone(&self.peers);
+                    let back = self.self_tx.clone();
+                    // Exactly one reply comes back per send, even if the request task fails.
+                    self.rt.spawn(async move {
+                        let work = tokio::spawn(async move {
+                            peers.mimi(to.as_str(), endpoint, &target, body).await
+                        });
                         let result = work
                             .await
-                            .unwrap_or_else(|e| Err(format!("request task failed: {e}")));
-                        if let Some(tx) = back.upgrade() {
-                            let _ = tx.send(Cmd::Reply { id, result }).await;
+                            .unwrap_or_else(|e| Err(format!("request task failed: {e}")))
+                            .map_err(SendError);
+                        let reply = Cmd::Input(Box::new(Input::Reply { id, result }), None);
+                        // The queue may be full: wait for room rather than lose a reply.
+                        let mut cmd = reply;
+                        loop {
+                            match back.try_send(cmd) {
+                                Ok(()) | Err(TrySendError::Disconnected(_)) => break,
+                                Err(TrySendError::Full(c)) => {
+                                    cmd = c;
+                                    tokio::time::sleep(Duration::from_millis(5)).await;
+                                }
+                            }
                         }
                     });
                 }
-                Output::Fetch { id, url } => {
-                    if let Some(tx) = waiting.remove(&id) {
-                        let peers = Arc::clone(&peers);
-                        tokio::spawn(async move {
-                            let r = match peers.fetch(&url).await {
-                                Ok(r) if r.status == 200 => Response {
-                                    status: 200,
-                                    content_type: "application/octet-stream",
-                                    body: r.body.to_vec(),
-                                    retry_after_s: None,
-                                },
-                                Ok(r) => Response::text(
-                                    502,
-                                    format!("the asset host answered {}", r.status),
-                                ),
-                                Err(e) => {
-                                    Response::text(502, format!("cannot fetch the asset: {e}"))
-                                }
-                            };
-                            let _ = tx.send(r);
+                Output::Fetch { id, peer, url } => {
+                    if let Some(tx) = self.waiting.remove(&id) {
+                        let fut = (self.fetch)(peer, url);
+                        self.rt.spawn(async move {
+                            let _ = tx.send(fut.await);
                         });
                     }
                 }
-                Output::Wake { client_id } => wakes.wake(&client_id),
+                Output::Wake { client } => self.wakes.wake(&client),
             }
         }
-        if last_gauges.elapsed() > Duration::from_millis(500) {
-            last_gauges = std::time::Instant::now();
-            for (peer, depth) in engine.outbox_depths() {
-                metrics.set_gauge("mimi_outbox_depth", &peer, depth as f64);
-            }
-            let s = engine.stats();
-            metrics.set_gauge("mimi_hub_accepted_total", "", s.hub_accepted as f64);
-            metrics.set_gauge("mimi_hub_refused_total", "", s.hub_refused as f64);
-            metrics.set_gauge("mimi_notify_processed_total", "", s.notify_processed as f64);
-            metrics.set_gauge(
-                "mimi_notify_duplicates_total",
-                "",
-                s.notify_duplicates as f64,
+        self.metrics.engine_stats(self.index, self.engine.stats());
+        if self.last_gauges.elapsed() > Duration::from_millis(500) {
+            self.last_gauges = std::time::Instant::now();
+            self.metrics.queues(
+                self.index,
+                self.engine.outbox_depths(),
+                &self.shared.out_of_sync(),
+                self.engine.cached_rooms(),
             );
-            metrics.set_gauge("mimi_deliveries_total", "", s.deliveries as f64);
-            metrics.set_gauge("mimi_hosted_rooms", "", engine.hosted_rooms().len() as f64);
         }
     }
-    // Stopped or every handle dropped: commit anything left.
-    let writes = engine.take_writes();
-    if let Err(e) = store.commit(&writes) {
-        tracing::error!(error = %format!("{e:#}"), "final commit failed");
+}
+
+/// The running shards.
+#[derive(Debug)]
+pub struct Driver {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Waits for every shard thread to end (after [`EngineHandle::stop`]).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
-    if let Some(tx) = stopped {
-        let _ = tx.send(());
+}
+
+/// Starts the committer and one thread per engine shard.
+pub fn spawn(
+    engines: Vec<Engine>,
+    shared: Arc<mimi_engine::Shared>,
+    store: Arc<dyn Store>,
+    peers: Arc<PeerClient>,
+    metrics: Arc<Metrics>,
+    fetch: Arc<dyn Fn(Domain, String) -> FetchFuture + Send + Sync>,
+) -> (EngineHandle, Driver) {
+    let health = Arc::new(Health::default());
+    let (ctx, crx) = std::sync::mpsc::sync_channel(1024);
+    {
+        let (store, health) = (Arc::clone(&store), Arc::clone(&health));
+        std::thread::Builder::new()
+            .name("mimi-committer".into())
+            .spawn(move || committer(store, crx, health))
+            .ok();
     }
+    let committer = Committer { tx: ctx };
+    let wakes = Arc::new(Wakes::default());
+    let rt = tokio::runtime::Handle::current();
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    for (i, engine) in engines.into_iter().enumerate() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        senders.push(tx.clone());
+        let shard = Shard {
+            engine,
+            rx,
+            self_tx: tx,
+            committer: committer.clone(),
+            peers: Arc::clone(&peers),
+            wakes: Arc::clone(&wakes),
+            metrics: Arc::clone(&metrics),
+            rt: rt.clone(),
+            next_id: 1,
+            waiting: HashMap::new(),
+            fetch: Arc::clone(&fetch),
+            index: i as u16,
+            shared: Arc::clone(&shared),
+            last_gauges: std::time::Instant::now(),
+        };
+        let h = Arc::clone(&health);
+        let t = std::thread::Builder::new()
+            .name(format!("mimi-shard-{i}"))
+            .spawn(move || {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| shard.run())).is_err() {
+                    tracing::error!(
+                        shard = i,
+                        "an engine shard panicked; the gateway must be restarted"
+                    );
+                    h.set_fatal();
+                }
+            });
+        if let Ok(t) = t {
+            threads.push(t);
+        }
+    }
+    (
+        EngineHandle {
+            shards: senders,
+            wakes,
+            health,
+            committer,
+        },
+        Driver { threads },
+    )
 }

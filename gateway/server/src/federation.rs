@@ -9,11 +9,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Method;
 use mimi_proto::directory::{Directory, Endpoint, WELL_KNOWN_PATH, parse_path};
+use mimi_proto::uri::Domain;
 
 use crate::driver::EngineHandle;
 use crate::limits::{Admission, Permit, Refused};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::assets::{AssetError, AssetStore};
 use crate::tls::PeerError;
 
 /// Why a body was not read.
@@ -42,7 +43,7 @@ pub struct Head {
     /// `Content-Length`, when declared.
     pub content_length: Option<usize>,
     /// The peer's identity from its certificate.
-    pub peer: Result<String, PeerError>,
+    pub peer: Result<Domain, PeerError>,
     /// `h3`, `h2` or `http/1.1`.
     pub transport: &'static str,
 }
@@ -55,13 +56,14 @@ enum Target {
 
 /// A head that passed every check; holds the peer's in-flight slot until answered.
 pub struct Admitted {
-    peer: String,
+    peer: Domain,
     label: String,
     transport: &'static str,
     target: Target,
     /// The most body bytes to read.
     pub limit: usize,
     _permit: Permit,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Admitted {
@@ -111,7 +113,7 @@ pub struct Federation {
     engine: EngineHandle,
     admission: Arc<Admission>,
     metrics: Arc<Metrics>,
-    store: Arc<Store>,
+    assets: AssetStore,
 }
 
 impl Federation {
@@ -125,7 +127,7 @@ impl Federation {
         engine: EngineHandle,
         admission: Arc<Admission>,
         metrics: Arc<Metrics>,
-        store: Arc<Store>,
+        assets: AssetStore,
     ) -> Self {
         Self {
             domain: domain.to_owned(),
@@ -136,7 +138,7 @@ impl Federation {
             engine,
             admission,
             metrics,
-            store,
+            assets,
         }
     }
 
@@ -149,14 +151,76 @@ impl Federation {
         let peer_label = head
             .peer
             .as_ref()
-            .map_or_else(|_| "unauthenticated".to_owned(), Clone::clone);
+            .map_or_else(|_| "unauthenticated".to_owned(), ToString::to_string);
         self.check(head)
             .inspect_err(|(label, out)| {
-                self.metrics
-                    .request(label, out.status, &peer_label, head.transport);
+                self.metrics.request(
+                    label,
+                    out.status,
+                    &peer_label,
+                    head.transport,
+                    std::time::Duration::ZERO,
+                );
                 tracing::debug!(status = out.status, endpoint = %label, "refused");
             })
             .map_err(|(_, out)| out)
+    }
+
+    fn check_host(&self, head: &Head) -> Result<(), (String, Outbound)> {
+        let Some(host) = &head.host else {
+            return Err((
+                "host".into(),
+                Outbound::text(400, "missing Host (or :authority)"),
+            ));
+        };
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host.as_str(), |(h, _)| h);
+        if !name.eq_ignore_ascii_case(&self.domain) {
+            return Err((
+                "host".into(),
+                Outbound::text(
+                    403,
+                    format!("Host names {name}, but this gateway serves {}", self.domain),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `From` that is present must name the certificate's domain, on every route; only the
+    /// directory may be fetched without one (it precedes every other request, D28).
+    fn check_from(
+        &self,
+        head: &Head,
+        peer: &Domain,
+        directory: bool,
+    ) -> Result<(), (String, Outbound)> {
+        match head.from.as_deref() {
+            None if directory => Ok(()),
+            None => Err((
+                "from".into(),
+                Outbound::text(
+                    401,
+                    format!("missing From: mimi@<your domain> (your certificate says {peer})"),
+                ),
+            )),
+            Some(from) => match from.trim().strip_prefix("mimi@") {
+                Some(d) if d.eq_ignore_ascii_case(peer.as_str()) => Ok(()),
+                Some(d) => Err((
+                    "from".into(),
+                    Outbound::text(
+                        403,
+                        format!("From names {d} but the client certificate authenticates {peer}"),
+                    ),
+                )),
+                None => Err((
+                    "from".into(),
+                    Outbound::text(401, format!("From must be mimi@<domain>, found {from:?}")),
+                )),
+            },
+        }
     }
 
     fn check(&self, head: &Head) -> Result<Admitted, (String, Outbound)> {
@@ -172,85 +236,27 @@ impl Federation {
                 ));
             }
         };
-        match &head.host {
-            Some(host) => {
-                let name = host
-                    .rsplit_once(':')
-                    .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                    .map_or(host.as_str(), |(h, _)| h);
-                if !name.eq_ignore_ascii_case(&self.domain) {
-                    return Err((
-                        "host".into(),
-                        Outbound::text(
-                            403,
-                            format!("Host names {name}, but this gateway serves {}", self.domain),
-                        ),
-                    ));
-                }
-            }
-            None => {
-                return Err((
-                    "host".into(),
-                    Outbound::text(400, "missing Host (or :authority)"),
-                ));
-            }
-        }
-        let (label, target, limit, method) = if path == WELL_KNOWN_PATH {
+        self.check_host(head)?;
+        let directory = path == WELL_KNOWN_PATH;
+        self.check_from(head, &peer, directory)?;
+        let (label, target, limit, method) = if directory {
             ("directory".to_owned(), Target::Directory, 0, "GET")
+        } else if let Some(id) = path.strip_prefix("/assets/") {
+            ("assets".to_owned(), Target::Asset(id.to_owned()), 0, "GET")
         } else {
-            match head.from.as_deref() {
-                None => {
-                    return Err((
-                        "from".into(),
-                        Outbound::text(
-                            401,
-                            format!(
-                                "missing From: mimi@<your domain> (your certificate says {peer})"
-                            ),
-                        ),
-                    ));
-                }
-                Some(from) => match from.trim().strip_prefix("mimi@") {
-                    Some(d) if d.eq_ignore_ascii_case(&peer) => {}
-                    Some(d) => {
-                        return Err((
-                            "from".into(),
-                            Outbound::text(
-                                403,
-                                format!(
-                                    "From names {d} but the client certificate authenticates {peer}"
-                                ),
-                            ),
-                        ));
-                    }
-                    None => {
-                        return Err((
-                            "from".into(),
-                            Outbound::text(
-                                401,
-                                format!("From must be mimi@<domain>, found {from:?}"),
-                            ),
-                        ));
-                    }
-                },
-            }
-            if let Some(id) = path.strip_prefix("/assets/") {
-                ("assets".to_owned(), Target::Asset(id.to_owned()), 0, "GET")
+            let route = parse_path(&path, &self.prefix)
+                .map_err(|e| ("unknown".to_owned(), Outbound::text(404, e.to_string())))?;
+            let limit = if route.endpoint == Endpoint::Notify {
+                self.notify_max_body
             } else {
-                let route = parse_path(&path, &self.prefix)
-                    .map_err(|e| ("unknown".to_owned(), Outbound::text(404, e.to_string())))?;
-                let limit = if route.endpoint == Endpoint::Notify {
-                    self.notify_max_body
-                } else {
-                    self.max_body
-                };
-                (
-                    route.endpoint.name().to_owned(),
-                    Target::Mimi(route.endpoint, route.value),
-                    limit,
-                    route.endpoint.method(),
-                )
-            }
+                self.max_body
+            };
+            (
+                route.endpoint.name().to_owned(),
+                Target::Mimi(route.endpoint, route.value),
+                limit,
+                route.endpoint.method(),
+            )
         };
         if head.method.as_str() != method {
             return Err((
@@ -279,7 +285,7 @@ impl Federation {
                 ),
             ));
         }
-        let permit = match self.admission.admit(&peer) {
+        let permit = match self.admission.admit(peer.as_str()) {
             Ok(p) => p,
             Err(Refused::Rate(s)) => {
                 return Err((
@@ -315,6 +321,7 @@ impl Federation {
             target,
             limit,
             _permit: permit,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -342,8 +349,13 @@ impl Federation {
                 },
             },
         };
-        self.metrics
-            .request(&a.label, out.status, &a.peer, a.transport);
+        self.metrics.request(
+            &a.label,
+            out.status,
+            a.peer.as_str(),
+            a.transport,
+            a.started.elapsed(),
+        );
         tracing::debug!(status = out.status, endpoint = %a.label, "answered");
         out
     }
@@ -360,33 +372,47 @@ impl Federation {
             Target::Mimi(endpoint, value) => {
                 let r = self
                     .engine
-                    .peer(&a.peer, *endpoint, value, body.to_vec())
+                    .peer(a.peer.clone(), *endpoint, value.clone(), body)
                     .await;
-                Outbound {
-                    status: r.status,
-                    content_type: r.content_type.to_owned(),
-                    body: Bytes::from(r.body),
-                    retry_after: r.retry_after_s,
-                }
+                Outbound::from(r)
             }
         }
     }
 
     async fn asset(&self, id: &str) -> Outbound {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Outbound::text(404, "no such asset");
-        }
-        let store = Arc::clone(&self.store);
+        let assets = self.assets.clone();
         let id = id.to_owned();
-        match tokio::task::spawn_blocking(move || store.asset(&id)).await {
-            Ok(Ok(Some(b))) => Outbound {
+        match tokio::task::spawn_blocking(move || assets.get(&id)).await {
+            Ok(Ok(b)) => Outbound {
                 status: 200,
                 content_type: "application/octet-stream".into(),
                 body: Bytes::from(b),
                 retry_after: None,
             },
-            Ok(Ok(None)) => Outbound::text(404, "no such asset"),
-            _ => Outbound::text(500, "storage failure"),
+            Ok(Err(AssetError::NotFound)) => Outbound::text(404, "no such asset"),
+            _ => Outbound {
+                retry_after: Some(1),
+                ..Outbound::text(503, "asset storage failure; retry")
+            },
+        }
+    }
+}
+
+impl From<mimi_engine::Response> for Outbound {
+    fn from(r: mimi_engine::Response) -> Self {
+        use mimi_engine::Body;
+        let (content_type, body) = match r.body {
+            Body::Empty => ("text/plain; charset=utf-8", Bytes::new()),
+            Body::Mimi(b) => (mimi_proto::media::BODY, b),
+            Body::Asset(b) => ("application/octet-stream", b),
+            Body::Refused(x) => ("text/plain; charset=utf-8", Bytes::from(format!("{x}\n"))),
+            Body::Client(_) => ("text/plain; charset=utf-8", Bytes::new()),
+        };
+        Self {
+            status: r.status,
+            content_type: content_type.into(),
+            body,
+            retry_after: r.retry_after_s,
         }
     }
 }

@@ -1,35 +1,42 @@
-//! Starting and stopping a whole gateway: storage, the engine driver, the HTTP/3 and HTTPS
-//! federation listeners, the client API and the admin listener.
+//! Starting and stopping a whole gateway: storage, the engine shards and their committer, the
+//! HTTP/3 and HTTPS federation listeners, the client API, the admin listener and the bridges.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mimi_engine::{ConsentPolicy, Engine, EngineConfig, Limits};
+use mimi_engine::store::{QueueCap, Store};
+use mimi_engine::{
+    ConsentPolicy, Engine, EngineConfig, Limits, Refusal, Registration, Response, Shared,
+};
+use mimi_listen::{ConnectionCaps, Listener};
+use mimi_proto::uri::Domain;
 use openmls::prelude::Ciphersuite;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls_basic_credential::SignatureKeyPair;
 use rand::RngCore;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Ready;
-use crate::client_api::ClientApi;
+use crate::client_api::{ClientApi, FetchError, fetch_asset};
 use crate::config::Config;
-use crate::driver::{self, EngineHandle};
+use crate::driver::{self, Driver, EngineHandle, FetchFuture};
 use crate::federation::Federation;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::peers::PeerClient;
 use crate::serving::{Inflight, Serving};
-use crate::store::Store;
+use crate::store::RedbStore;
+use crate::store::assets::{self, AssetStore};
 use crate::tls::{Identity, Trust};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How often expired assets are collected.
+const ASSET_GC: Duration = Duration::from_secs(3600);
 
 /// The bound addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +76,19 @@ pub struct Gateway {
     pub engine: EngineHandle,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
+    /// Its store.
+    pub store: Arc<RedbStore>,
     stop: watch::Sender<bool>,
     quic: Option<quinn::Endpoint>,
     tasks: Vec<JoinHandle<()>>,
-    driver: JoinHandle<()>,
+    driver: Driver,
     inflight: Arc<Inflight>,
     ready: Arc<Ready>,
     peers: Arc<PeerClient>,
     _bridges: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-fn hub_signer(store: &Store) -> anyhow::Result<SignatureKeyPair> {
+fn hub_signer(store: &RedbStore) -> anyhow::Result<SignatureKeyPair> {
     if let Some(b) = store.meta("hub_signer")? {
         return SignatureKeyPair::tls_deserialize_exact(b.as_slice())
             .map_err(|e| anyhow::anyhow!("the stored hub key is unreadable: {e}"));
@@ -96,7 +105,7 @@ fn hub_signer(store: &Store) -> anyhow::Result<SignatureKeyPair> {
     Ok(s)
 }
 
-fn franking_key(store: &Store) -> anyhow::Result<Vec<u8>> {
+fn franking_key(store: &RedbStore) -> anyhow::Result<Vec<u8>> {
     if let Some(k) = store.meta("franking_key")? {
         return Ok(k);
     }
@@ -106,14 +115,68 @@ fn franking_key(store: &Store) -> anyhow::Result<Vec<u8>> {
     Ok(k)
 }
 
+/// The engine's configuration from the gateway's.
+fn engine_config(cfg: &Config, domain: Domain, store: &RedbStore) -> anyhow::Result<EngineConfig> {
+    let l = &cfg.limits;
+    let mut asset_domains: BTreeMap<String, BTreeSet<String>> = cfg
+        .peers
+        .iter()
+        .map(|p| (p.domain.clone(), p.asset_domains.iter().cloned().collect()))
+        .collect();
+    asset_domains
+        .entry(cfg.domain.clone())
+        .or_default()
+        .insert(cfg.domain.clone());
+    Ok(EngineConfig {
+        domain,
+        hub_signer: hub_signer(store)?,
+        franking_key: franking_key(store)?,
+        consent: if cfg.federation.consent == "required" {
+            ConsentPolicy::Required
+        } else {
+            ConsentPolicy::Open
+        },
+        asset_domains,
+        registration: if cfg.client_api.open_registration {
+            Registration::OpenNewUsers
+        } else {
+            Registration::Closed
+        },
+        partial_name_search: cfg.federation.partial_name_search,
+        limits: Limits {
+            delivery_queue: QueueCap {
+                count: l.delivery_queue_entries,
+                bytes: l.delivery_queue_bytes,
+            },
+            outbox_bytes_per_follower: l.outbox_bytes_per_follower,
+            notify_batch_bytes: (l.notify_max_body_bytes / 2).clamp(64 << 10, 4 << 20),
+            notify_parallel_per_follower: l.notify_parallel_per_follower,
+            room_cache_entries: l.room_cache_entries,
+            claims_per_peer_per_minute: l.claims_per_peer_per_minute,
+            claims_per_user_per_minute: l.claims_per_user_per_minute,
+            ..Limits::default()
+        },
+    })
+}
+
+/// How many engine shards to run.
+fn shard_count(cfg: &Config) -> u16 {
+    if cfg.limits.engine_shards > 0 {
+        return cfg.limits.engine_shards;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64) as u16)
+}
+
 impl Gateway {
-    /// Starts a gateway; returns once every listener is bound and the engine is restored.
+    /// Starts a gateway; returns once every listener is bound and the engine is ready.
     ///
     /// # Errors
     /// Unreadable certificates, a certificate that does not name `cfg.domain`, storage that
     /// cannot be opened, addresses in use.
     pub async fn start(cfg: Config) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let domain = Domain::parse_lenient(&cfg.domain)
+            .map_err(|e| anyhow::anyhow!("domain {:?}: {e}", cfg.domain))?;
         let identity = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
         if !identity
             .domains()
@@ -128,65 +191,89 @@ impl Gateway {
         }
         let trust = Arc::new(Trust::from_config(&cfg)?);
         let path = cfg.storage_path();
-        let store = Arc::new(tokio::task::spawn_blocking(move || Store::open(&path)).await??);
-        let signer = hub_signer(&store)?;
-        let franking_key = franking_key(&store)?;
-        let asset_domains: BTreeSet<String> = cfg
-            .peers
-            .iter()
-            .flat_map(|p| p.asset_domains.iter().cloned())
-            .chain([cfg.domain.clone()])
-            .collect();
-        let engine_cfg = EngineConfig {
-            domain: cfg.domain.clone(),
-            hub_signer: signer,
-            franking_key,
-            consent: if cfg.federation.consent == "required" {
-                ConsentPolicy::Required
-            } else {
-                ConsentPolicy::Open
-            },
-            asset_domains,
-            open_registration: cfg.client_api.open_registration,
-            limits: Limits {
-                max_deliveries_per_client: cfg.limits.max_deliveries_per_client,
-                max_outbox_per_follower: cfg.limits.max_outbox_per_follower,
-                notify_batch_bytes: (cfg.limits.notify_max_body_bytes / 2).clamp(64 << 10, 4 << 20),
-                ..Limits::default()
-            },
+        let store = {
+            let p = path.clone();
+            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&p)).await??)
         };
-        let entries = {
-            let s = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || s.load_engine()).await??
-        };
-        let (engine, broken) = Engine::restore(engine_cfg, entries);
-        for b in &broken {
-            tracing::error!(record = %b, "could not restore a stored record");
+        let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
+        let engine_cfg = Arc::new(engine_config(&cfg, domain.clone(), &store)?);
+        let shards = shard_count(&cfg);
+        let shared = Arc::new(Shared::default());
+        let mut engines = Vec::new();
+        for i in 0..shards {
+            engines.push(
+                Engine::new(
+                    Arc::clone(&engine_cfg),
+                    openmls_rust_crypto::RustCrypto::default(),
+                    Arc::clone(&dyn_store),
+                    i,
+                    shards,
+                    Arc::clone(&shared),
+                )
+                .context("restoring the engine from the store")?,
+            );
         }
         let metrics = Arc::new(Metrics::default());
-        let peers = Arc::new(PeerClient::new(
+        let peer_client = Arc::new(PeerClient::new(
             &cfg,
             Arc::clone(&identity),
             Arc::clone(&trust),
             Arc::clone(&metrics),
         )?);
-        let (engine, driver) = driver::spawn(
-            engine,
-            Arc::clone(&store),
-            Arc::clone(&peers),
-            Arc::clone(&metrics),
-        );
-        let peer_client = peers;
-
         let https = crate::https_server::bind(cfg.listen.https).await?;
         let https_addr = https.local_addr()?;
-        let admin = TcpListener::bind(cfg.listen.admin)
+        let public = format!("https://{}:{}", cfg.domain, https_addr.port());
+        let asset_base = format!("{public}/assets");
+        let assets = AssetStore::new(
+            assets::dir_of(&path),
+            Arc::clone(&dyn_store),
+            cfg.limits.max_asset_bytes as u64,
+            cfg.limits.asset_quota_bytes,
+            cfg.limits.asset_retention_days * 86_400_000,
+        );
+        let fetch = {
+            let (assets, peers, base) =
+                (assets.clone(), Arc::clone(&peer_client), asset_base.clone());
+            Arc::new(move |peer: Domain, url: String| -> FetchFuture {
+                let (assets, peers, base) = (assets.clone(), Arc::clone(&peers), base.clone());
+                Box::pin(async move {
+                    match fetch_asset(&assets, &peers, &base, &url).await {
+                        Ok(b) => Response {
+                            status: 200,
+                            body: mimi_engine::Body::Asset(b.into()),
+                            retry_after_s: None,
+                        },
+                        Err(FetchError::NotFound) => {
+                            Response::refused(Refusal::NotFound("no such asset".into()))
+                        }
+                        Err(e) => Response::refused(Refusal::PeerUnreachable {
+                            peer,
+                            reason: e.to_string(),
+                        }),
+                    }
+                })
+            })
+        };
+        let (engine, driver) = driver::spawn(
+            engines,
+            shared,
+            Arc::clone(&dyn_store),
+            Arc::clone(&peer_client),
+            Arc::clone(&metrics),
+            fetch,
+        );
+        let local_limits = mimi_listen::Limits {
+            max_connections: cfg.limits.local_connections,
+            max_per_address: cfg.limits.local_connections_per_address,
+            header_timeout: Duration::from_millis(cfg.limits.header_timeout_ms),
+            max_streams: cfg.limits.max_streams_per_connection,
+        };
+        let admin = Listener::bind(cfg.listen.admin, local_limits)
             .await
             .with_context(|| format!("cannot bind the admin listener on {}", cfg.listen.admin))?;
-        let client = TcpListener::bind(cfg.listen.client_api)
+        let client = Listener::bind(cfg.listen.client_api, local_limits)
             .await
             .with_context(|| format!("cannot bind the client API on {}", cfg.listen.client_api))?;
-        let public = format!("https://{}:{}", cfg.domain, https_addr.port());
         let federation = Arc::new(Federation::new(
             &cfg.domain,
             &cfg.federation.path_prefix,
@@ -200,7 +287,7 @@ impl Gateway {
                 cfg.limits.max_concurrent_requests_per_peer,
             ),
             Arc::clone(&metrics),
-            Arc::clone(&store),
+            assets.clone(),
         ));
         let (stop, stop_rx) = watch::channel(false);
         let inflight = Arc::new(Inflight::default());
@@ -213,6 +300,11 @@ impl Gateway {
             request_timeout: Duration::from_millis(cfg.limits.request_timeout_ms),
             max_streams: cfg.limits.max_streams_per_connection,
             idle_timeout: Duration::from_millis(cfg.limits.idle_timeout_ms),
+            handshake_timeout: Duration::from_millis(cfg.limits.handshake_timeout_ms),
+            connections: ConnectionCaps::new(
+                cfg.limits.federation_connections,
+                cfg.limits.federation_connections_per_address,
+            ),
         };
         let mut tasks = Vec::new();
         let quic = match cfg.listen.quic {
@@ -241,66 +333,51 @@ impl Gateway {
             admin,
             Arc::clone(&metrics),
             Arc::clone(&ready),
+            Arc::clone(&engine.health),
             stop_rx.clone(),
         )));
-        let store_for_bridges = Arc::clone(&store);
+        let provider_tokens = cfg
+            .client_api
+            .provider_tokens
+            .as_ref()
+            .map(|p| crate::auth::ProviderTokens::load(p, &domain).map(Arc::new))
+            .transpose()?;
         let api = Arc::new(ClientApi {
+            domain: domain.clone(),
             engine: engine.clone(),
-            store,
-            open_registration: cfg.client_api.open_registration,
+            store: Arc::clone(&dyn_store),
+            assets: assets.clone(),
             admin_token: cfg.client_api.admin_token.clone(),
+            provider_tokens,
             max_body: cfg.limits.max_body_bytes,
-            max_asset: cfg.limits.max_asset_bytes,
-            asset_base: format!("{public}/assets"),
+            asset_base: asset_base.clone(),
             peers: Arc::clone(&peer_client),
+            streams_per_client: cfg.limits.streams_per_client,
+            streams: Arc::default(),
         });
         tasks.push(tokio::spawn(api.serve(client, stop_rx.clone())));
-        let mut bridges: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-        let bridge_store: Arc<dyn mimi_bridges::BridgeStore> = Arc::new(
-            crate::bridge_io::StoreForBridges(Arc::clone(&store_for_bridges)),
-        );
-        let assets: Arc<dyn mimi_bridges::Assets> = Arc::new(crate::bridge_io::AssetsForBridges {
-            store: Arc::clone(&store_for_bridges),
-            peers: Arc::clone(&peer_client),
-            base: format!("{public}/assets"),
-        });
-        if let Some(m) = cfg.bridge.matrix.clone() {
-            let (core, rx) = mimi_bridges::Core::new(
-                mimi_adapters::Provider::Matrix,
-                &cfg.domain,
-                addrs.client_api,
-                Arc::clone(&bridge_store),
-                stop_rx.clone(),
-                Arc::clone(&assets),
-            )?;
-            bridges.push(Box::new(
-                mimi_bridges::matrix::MatrixBridge::start(m, core, rx, stop_rx.clone())
-                    .await
-                    .context("starting the Matrix bridge")?,
-            ));
-        }
-        if let Some(x) = cfg.bridge.xmpp.clone() {
-            let (core, rx) = mimi_bridges::Core::new(
-                mimi_adapters::Provider::Xmpp,
-                &cfg.domain,
-                addrs.client_api,
-                Arc::clone(&bridge_store),
-                stop_rx.clone(),
-                Arc::clone(&assets),
-            )?;
-            bridges.push(Box::new(
-                mimi_bridges::xmpp::XmppBridge::start(x, core, rx, stop_rx.clone())
-                    .await
-                    .context("starting the XMPP bridge")?,
-            ));
-        }
+        tasks.push(tokio::spawn(collect_assets(
+            assets.clone(),
+            stop_rx.clone(),
+        )));
+        let bridges = crate::bridge_io::start_bridges(
+            &cfg,
+            addrs.client_api,
+            Arc::clone(&store),
+            assets,
+            Arc::clone(&peer_client),
+            asset_base,
+            stop_rx.clone(),
+        )
+        .await?;
         ready.set(true);
-        tracing::info!(domain = %cfg.domain, quic = ?addrs.quic, https = %addrs.https, admin = %addrs.admin, client_api = %addrs.client_api, "gateway ready");
+        tracing::info!(domain = %cfg.domain, shards, quic = ?addrs.quic, https = %addrs.https, admin = %addrs.admin, client_api = %addrs.client_api, "gateway ready");
         Ok(Self {
             domain: cfg.domain,
             addrs,
             engine,
             metrics,
+            store,
             stop,
             quic,
             tasks,
@@ -322,8 +399,14 @@ impl Gateway {
         self.peers.set_address(domain, quic, https).await;
     }
 
+    /// Resolves when the engine failed for good (a shard died): the process should exit
+    /// non-zero so that its supervisor restarts it.
+    pub async fn failed(&self) {
+        self.engine.health.fatal().await;
+    }
+
     /// Graceful shutdown: stop accepting, let requests in flight finish (up to 10 s), close
-    /// QUIC connections with H3_NO_ERROR, commit the engine's last writes.
+    /// QUIC connections with H3_NO_ERROR, stop the engine after its last commit.
     pub async fn shutdown(self) {
         self.ready.set(false);
         let _ = self.stop.send(true);
@@ -342,10 +425,27 @@ impl Gateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
         }
         self.engine.stop().await;
-        let _ = self.driver.await;
+        let driver = self.driver;
+        let _ = tokio::task::spawn_blocking(move || driver.join()).await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(12), t).await;
         }
         tracing::info!(domain = %self.domain, "gateway stopped");
+    }
+}
+
+/// Collects expired assets now and then, off the engine's write path.
+async fn collect_assets(assets: AssetStore, mut stop: watch::Receiver<bool>) {
+    loop {
+        let a = assets.clone();
+        match tokio::task::spawn_blocking(move || a.collect(100_000)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "expired assets collected"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "asset collection failed"),
+            _ => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ASSET_GC) => {}
+            () = crate::serving::stopping(&mut stop) => return,
+        }
     }
 }

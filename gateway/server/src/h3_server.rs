@@ -12,6 +12,8 @@ use tracing::Instrument;
 
 use crate::federation::{BodyError, Head};
 use crate::serving::{Serving, content_length, header, stopping};
+use mimi_proto::uri::Domain;
+
 use crate::tls::{Identity, PeerError, server_config};
 
 /// The QUIC application error code sent when the gateway shuts down (H3_NO_ERROR).
@@ -50,9 +52,18 @@ pub async fn serve(endpoint: quinn::Endpoint, s: Serving) {
 
 async fn connection(incoming: quinn::Incoming, s: Serving) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    let Some(_slot) = s.connections.admit(remote.ip()) else {
+        tracing::debug!(%remote, "QUIC connection refused: over the connection cap");
+        incoming.refuse();
+        return;
+    };
+    let conn = match tokio::time::timeout(s.handshake_timeout, incoming).await {
+        Err(_) => {
+            s.metrics.handshake_failure("h3", "handshake timeout");
+            return;
+        }
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             // A missing certificate (alert 116), an unknown CA (48), an expired certificate
             // (45): the handshake fails and no request is ever read.
             s.metrics.handshake_failure("h3", &e.to_string());
@@ -95,22 +106,32 @@ async fn connection(incoming: quinn::Incoming, s: Serving) {
 
 async fn request(
     resolver: RequestResolver<h3_quinn::Connection, Bytes>,
-    peer: Result<String, PeerError>,
+    peer: Result<Domain, PeerError>,
     s: Serving,
 ) {
     let _guard = s.inflight.enter();
-    let (req, mut stream) = match resolver.resolve_request().await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "malformed HTTP/3 request");
-            return;
-        }
-    };
+    // A stream that never sends its head is dropped after the handshake timeout.
+    let (req, mut stream) =
+        match tokio::time::timeout(s.handshake_timeout, resolver.resolve_request()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "malformed HTTP/3 request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("an HTTP/3 stream sent no request head in time");
+                return;
+            }
+        };
     let path = req
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let span = tracing::info_span!("request", peer = peer.as_deref().unwrap_or("unauthenticated"), endpoint = %req.uri().path(), transport = "h3");
+    let peer_name = peer
+        .as_ref()
+        .map_or("unauthenticated", Domain::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", peer = %peer_name, endpoint = %req.uri().path(), transport = "h3");
     let work = async {
         let head = Head {
             method: req.method().clone(),

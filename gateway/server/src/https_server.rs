@@ -18,10 +18,10 @@ use tracing::Instrument;
 
 use crate::federation::{BodyError, Head, Outbound};
 use crate::serving::{Serving, content_length, header, stopping};
+use mimi_proto::uri::Domain;
+
 use crate::tls::{Identity, PeerError, server_config};
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -38,16 +38,30 @@ pub fn acceptor(id: &Identity, s: &Serving) -> anyhow::Result<TlsAcceptor> {
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, s: Serving) {
     let graceful = GracefulShutdown::new();
     let mut stop = s.shutdown.clone();
+    let mut backoff = Duration::from_millis(10);
     loop {
         tokio::select! {
             r = listener.accept() => {
-                let Ok((tcp, remote)) = r else { continue };
+                let (tcp, remote) = match r {
+                    Ok(x) => { backoff = Duration::from_millis(10); x }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                let Some(slot) = s.connections.admit(remote.ip()) else {
+                    tracing::debug!(%remote, "TLS connection refused: over the connection cap");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let s = s.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let _slot = slot;
+                    let tls = match tokio::time::timeout(s.handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(t)) => t,
                         Ok(Err(e)) => {
                             s.metrics.handshake_failure("https", &e.to_string());
@@ -69,7 +83,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, s: Serving) {
                         async move { Ok::<_, Infallible>(handle(req, peer, transport, s).await) }
                     });
                     let mut b = auto::Builder::new(TokioExecutor::new());
-                    b.http1().timer(TokioTimer::new()).header_read_timeout(s.request_timeout).max_buf_size(64 * 1024);
+                    b.http1().timer(TokioTimer::new()).header_read_timeout(s.handshake_timeout).max_buf_size(64 * 1024);
                     b.http2()
                         .timer(TokioTimer::new())
                         .max_concurrent_streams(s.max_streams)
@@ -95,12 +109,17 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, s: Serving) {
 
 async fn handle(
     req: Request<Incoming>,
-    peer: Result<String, PeerError>,
+    peer: Result<Domain, PeerError>,
     transport: &'static str,
     s: Serving,
 ) -> Response<Full<Bytes>> {
     let _guard = s.inflight.enter();
-    let span = tracing::info_span!("request", peer = peer.as_deref().unwrap_or("unauthenticated"), endpoint = %req.uri().path(), transport);
+    let peer_name = peer
+        .as_ref()
+        .map_or("unauthenticated", Domain::as_str)
+        .to_owned();
+    let span =
+        tracing::info_span!("request", peer = %peer_name, endpoint = %req.uri().path(), transport);
     async move {
         let (parts, body) = req.into_parts();
         let head = Head {

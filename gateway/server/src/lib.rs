@@ -10,6 +10,7 @@
 //! benchmarks, harness) are `mimi-tools`.
 
 pub mod admin;
+pub mod auth;
 pub mod bridge_io;
 pub mod client_api;
 pub mod config;

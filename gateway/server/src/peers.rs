@@ -21,8 +21,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::tls::{Identity, Trust, client_config};
 
-/// Largest response body read from a peer.
-const MAX_RESPONSE: usize = 64 << 20;
+/// Largest response body read from a peer for a MIMI request (asset downloads have their
+/// own cap, the asset size limit).
+const MAX_RESPONSE: usize = 16 << 20;
 /// How long a peer whose QUIC listener failed is reached over HTTPS only.
 const NO_QUIC_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -60,6 +61,8 @@ pub struct PeerClient {
     h2: tokio::sync::Mutex<HashMap<String, H2Sender>>,
     no_quic_until: Mutex<HashMap<String, Instant>>,
     directories: Mutex<HashMap<String, (Directory, Instant)>>,
+    /// Asset host → the peer it belongs to.
+    asset_hosts: BTreeMap<String, String>,
     timeout: Duration,
     idle_timeout: Duration,
     directory_ttl: Duration,
@@ -132,6 +135,16 @@ impl PeerClient {
             h2: tokio::sync::Mutex::new(HashMap::new()),
             no_quic_until: Mutex::new(HashMap::new()),
             directories: Mutex::new(HashMap::new()),
+            asset_hosts: cfg
+                .peers
+                .iter()
+                .flat_map(|p| {
+                    p.asset_domains
+                        .iter()
+                        .map(|h| (h.to_ascii_lowercase(), p.domain.clone()))
+                        .chain([(p.domain.to_ascii_lowercase(), p.domain.clone())])
+                })
+                .collect(),
             timeout: Duration::from_millis(cfg.limits.request_timeout_ms),
             idle_timeout: Duration::from_millis(cfg.limits.idle_timeout_ms),
             directory_ttl: Duration::from_secs(cfg.federation.directory_ttl_s),
@@ -182,6 +195,22 @@ impl PeerClient {
         path: &str,
         body: Bytes,
     ) -> Result<HttpReply, String> {
+        self.request_capped(peer, method, path, body, MAX_RESPONSE)
+            .await
+    }
+
+    /// [`PeerClient::request`] reading at most `max` response bytes.
+    ///
+    /// # Errors
+    /// Unknown peer, connection or TLS failure, timeout, a response over `max`.
+    pub async fn request_capped(
+        &self,
+        peer: &str,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        max: usize,
+    ) -> Result<HttpReply, String> {
         let a = self
             .peers
             .lock()
@@ -191,7 +220,7 @@ impl PeerClient {
         let fut = async {
             if self.use_quic(peer, &a) {
                 match self
-                    .h3_request(peer, &a, method.clone(), path, body.clone())
+                    .h3_request(peer, &a, method.clone(), path, body.clone(), max)
                     .await
                 {
                     Ok(r) => return Ok(r),
@@ -204,7 +233,7 @@ impl PeerClient {
                     }
                 }
             }
-            self.h2_request(peer, &a, method, path, body).await
+            self.h2_request(peer, &a, method, path, body, max).await
         };
         tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
             format!(
@@ -269,6 +298,7 @@ impl PeerClient {
         method: Method,
         path: &str,
         body: Bytes,
+        max: usize,
     ) -> Result<HttpReply, String> {
         let mut sender = self.h3_sender(peer, a).await?;
         let head = self.request_head(peer, method, path, body.len())?;
@@ -281,8 +311,8 @@ impl PeerClient {
             let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
             let mut out = bytes::BytesMut::new();
             while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
-                if out.len() + chunk.remaining() > MAX_RESPONSE {
-                    return Err(format!("response from {peer} exceeds {MAX_RESPONSE} bytes"));
+                if out.len() + chunk.remaining() > max {
+                    return Err(format!("response from {peer} exceeds {max} bytes"));
                 }
                 out.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
             }
@@ -338,6 +368,7 @@ impl PeerClient {
         method: Method,
         path: &str,
         body: Bytes,
+        max: usize,
     ) -> Result<HttpReply, String> {
         let mut sender = self.h2_sender(peer, a).await?;
         let (parts, ()) = self
@@ -349,7 +380,7 @@ impl PeerClient {
             let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
             let retry = retry_after(resp.headers());
-            let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+            let body = Limited::new(resp.into_body(), max)
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?
@@ -408,7 +439,7 @@ impl PeerClient {
         peer: &str,
         endpoint: Endpoint,
         target: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<Reply, String> {
         let path = match self.directory(peer).await {
             Ok(d) => d.url(endpoint, target).and_then(|u| {
@@ -433,33 +464,40 @@ impl PeerClient {
         } else {
             Method::POST
         };
-        let r = self.request(peer, method, &path, Bytes::from(body)).await;
+        let started = Instant::now();
+        let r = self.request(peer, method, &path, body).await;
         self.metrics.outgoing(
             endpoint.name(),
             peer,
             &r.as_ref()
                 .map_or_else(|_| "error".to_owned(), |r| r.status.to_string()),
+            r.as_ref().map_or("none", |r| r.transport),
+            started.elapsed(),
         );
         let r = r?;
         Ok(Reply {
             status: r.status,
-            body: r.body.to_vec(),
+            body: r.body,
             retry_after_ms: r.retry_after_s.map(|s| s * 1000),
         })
     }
 
-    /// Downloads an asset for `/proxyDownload`: the URL's host must be a configured peer
-    /// (assets are served by gateways over the same mutually authenticated links).
+    /// Downloads an asset (at most `max` bytes) from `host`, which must be a configured peer
+    /// or one of its asset hosts; the request goes over that peer's mutually authenticated
+    /// link (the gateways serve assets on their federation listeners).
     ///
     /// # Errors
-    /// Unknown host or transport failure.
-    pub async fn fetch(&self, url: &str) -> Result<HttpReply, String> {
+    /// Unknown host, transport failure, or an asset over `max`.
+    pub async fn fetch(&self, host: &str, url: &str, max: usize) -> Result<HttpReply, String> {
+        let peer = self
+            .asset_hosts
+            .get(&host.to_ascii_lowercase())
+            .ok_or_else(|| format!("{host} is not an asset host of a configured peer"))?
+            .clone();
         let rest = url.strip_prefix("https://").ok_or("not an https URL")?;
-        let (authority, path) = rest
-            .find('/')
-            .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        self.request(host, Method::GET, path, Bytes::new()).await
+        let path = rest.find('/').map_or("/", |i| &rest[i..]);
+        self.request_capped(&peer, Method::GET, path, Bytes::new(), max)
+            .await
     }
 }
 

@@ -77,6 +77,10 @@ pub struct Serving {
     pub max_streams: u32,
     /// Idle connection timeout.
     pub idle_timeout: Duration,
+    /// TLS/QUIC handshakes and request heads must complete within this long.
+    pub handshake_timeout: Duration,
+    /// Federation connections (both transports), total and per address.
+    pub connections: Arc<mimi_listen::ConnectionCaps>,
 }
 
 /// Waits until `rx` says the gateway is shutting down.

@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 
+use mimi_proto::uri::Domain;
+
 use crate::config::Config;
 
 /// The ring crypto provider (one place, so no second provider can sneak in).
@@ -159,6 +161,11 @@ pub enum PeerError {
     /// None of its domains is a configured peer.
     #[error("the client certificate names {0}, which is not a configured peer of this gateway")]
     UnknownPeer(String),
+    /// It names several configured peers: it cannot speak for one of them.
+    #[error(
+        "the client certificate names several configured peers ({0}); each provider needs a certificate of its own"
+    )]
+    Ambiguous(String),
     /// It is not issued by the CA configured for that peer.
     #[error(
         "the client certificate for {domain} is not issued by the CA configured for {domain}: {reason}"
@@ -174,6 +181,7 @@ pub enum PeerError {
 /// What the gateway trusts, per peer.
 pub struct Trust {
     federation_roots: RootCertStore,
+    federation: Arc<dyn ClientCertVerifier>,
     per_peer: BTreeMap<String, (RootCertStore, Arc<dyn ClientCertVerifier>)>,
     known: Vec<String>,
     allow_unknown: bool,
@@ -207,8 +215,14 @@ impl Trust {
                 per_peer.insert(p.domain.clone(), (roots, v));
             }
         }
+        let federation = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(federation_roots.clone()),
+            provider(),
+        )
+        .build()?;
         Ok(Self {
             federation_roots,
+            federation,
             per_peer,
             known: cfg.peers.iter().map(|p| p.domain.clone()).collect(),
             allow_unknown: cfg.federation.allow_unknown_peers,
@@ -232,29 +246,47 @@ impl Trust {
             .map_or_else(|| self.federation_roots.clone(), |(r, _)| r.clone())
     }
 
-    /// The provider domain a verified client chain speaks for.
+    /// The provider domain a verified client chain speaks for. A peer with its own CA is
+    /// vouched for by that CA only; every other peer (and, when allowed, unknown ones) by the
+    /// federation CA only; a certificate naming several configured peers speaks for none.
     ///
     /// # Errors
     /// [`PeerError`].
-    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Result<String, PeerError> {
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Result<Domain, PeerError> {
         let leaf = chain.first().ok_or(PeerError::NoCertificate)?;
-        let domains = cert_domains(leaf);
+        let domains: Vec<String> = cert_domains(leaf)
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         if domains.is_empty() {
             return Err(PeerError::NoDomain);
         }
-        let domain = match domains.iter().find(|d| self.known.contains(d)) {
-            Some(d) => d.clone(),
-            None if self.allow_unknown => domains[0].clone(),
-            None => return Err(PeerError::UnknownPeer(domains.join(", "))),
+        let configured: Vec<&String> = domains.iter().filter(|d| self.known.contains(d)).collect();
+        let domain = match configured.as_slice() {
+            [one] => (*one).clone(),
+            [] if self.allow_unknown && domains.len() == 1 => domains[0].clone(),
+            [] if self.allow_unknown => return Err(PeerError::Ambiguous(domains.join(", "))),
+            [] => return Err(PeerError::UnknownPeer(domains.join(", "))),
+            many => {
+                return Err(PeerError::Ambiguous(
+                    many.iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ));
+            }
         };
-        if let Some((_, v)) = self.per_peer.get(&domain) {
-            let intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
-            v.verify_client_cert(leaf, &intermediates, UnixTime::now())
-                .map_err(|e| PeerError::WrongCa {
-                    domain: domain.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(domain)
+        let verifier = self
+            .per_peer
+            .get(&domain)
+            .map_or(&self.federation, |(_, v)| v);
+        let intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
+        verifier
+            .verify_client_cert(leaf, &intermediates, UnixTime::now())
+            .map_err(|e| PeerError::WrongCa {
+                domain: domain.clone(),
+                reason: e.to_string(),
+            })?;
+        Domain::parse(&domain).map_err(|_| PeerError::NoDomain)
     }
 }

@@ -8,13 +8,15 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use mimi_proto::client_api::{
+    AckRequest, Acked, AssetStored, CreateRoom, DELIVERIES_BINARY, DeliveryPage, Hex, HubInfo,
+    PREFIX, PublishKeyPackages, Published, RegisterRequest, Registered, RoomCreated,
+    SubscribeRequest, Subscribed,
+};
+use mimi_proto::codec::Wire;
 use mimi_proto::directory::encode_path_value;
-use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-
-/// The route prefix of the client API.
-pub const PREFIX: &str = "/client/v1";
 
 /// Why a client API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,29 +68,7 @@ impl ApiResponse {
     }
 }
 
-/// One delivery from `GET /events`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Position in the client's queue.
-    pub seq: u64,
-    /// The room URI.
-    pub room: String,
-    /// Hub acceptance time (ms).
-    pub timestamp: u64,
-    /// `application`, `commit`, `proposal`, `welcome` or `consent`.
-    pub kind: String,
-    /// The FanoutMessage (or ConsentEntry) bytes.
-    pub body: Vec<u8>,
-}
-
-/// A page of deliveries.
-#[derive(Debug, Clone, Default)]
-pub struct Events {
-    /// In queue order.
-    pub events: Vec<Delivery>,
-    /// Deliveries were dropped because the queue overflowed.
-    pub gap: bool,
-}
+pub use mimi_proto::client_api::{Delivery, DeliveryKind, EventsPage as Events};
 
 /// A client of one gateway's client API, optionally authenticated.
 #[derive(Debug)]
@@ -159,12 +139,35 @@ impl ApiClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<ApiResponse, ApiError> {
+        self.send(method, path, content_type, None, body).await
+    }
+
+    async fn request_accept(
+        &self,
+        method: Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<ApiResponse, ApiError> {
+        self.send(method, path, "", Some(accept), Vec::new()).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        accept: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<ApiResponse, ApiError> {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{PREFIX}{path}"))
             .header(http::header::HOST, self.addr.to_string());
         if !body.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(a) = accept {
+            b = b.header(http::header::ACCEPT, a);
         }
         if let Some(t) = &self.token {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -197,14 +200,16 @@ impl ApiClient {
         })
     }
 
-    async fn json_call(
+    async fn json_call<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&impl serde::Serialize>,
         expect: u16,
-    ) -> Result<Value, ApiError> {
-        let raw = body.map(|v| v.to_string().into_bytes()).unwrap_or_default();
+    ) -> Result<T, ApiError> {
+        let raw = body
+            .map(|v| serde_json::to_vec(v).unwrap_or_default())
+            .unwrap_or_default();
         let r = self
             .request(method.clone(), path, "application/json", raw)
             .await?;
@@ -222,8 +227,9 @@ impl ApiClient {
         })
     }
 
-    /// Registers a client and keeps its token; returns the registration (client_id, user,
-    /// client_uri, token).
+    /// Registers a client and keeps its token. A new user needs open registration (or an
+    /// admin or provider token in this client); a new device of an existing user needs the
+    /// token of one of its devices ([`ApiClient::link_device`]).
     ///
     /// # Errors
     /// Refusals (409 for a client that exists) and transport failures.
@@ -232,17 +238,58 @@ impl ApiClient {
         user: &str,
         device: &str,
         display_name: &str,
-    ) -> Result<Value, ApiError> {
-        let v = self
+    ) -> Result<Registered, ApiError> {
+        let reg: Registered = self
             .json_call(
                 Method::POST,
                 "/register",
-                Some(json!({"user": user, "device": device, "display_name": display_name})),
+                Some(&RegisterRequest {
+                    user: user.to_owned(),
+                    device: device.to_owned(),
+                    display_name: display_name.to_owned(),
+                }),
                 201,
             )
             .await?;
-        self.token = v["token"].as_str().map(str::to_owned);
-        Ok(v)
+        self.token.clone_from(&reg.token);
+        Ok(reg)
+    }
+
+    /// Registers a new device of this client's own user (device linking): the request is
+    /// authenticated with this client's token; the new client's API client is returned.
+    ///
+    /// # Errors
+    /// Refusals and transport failures.
+    pub async fn link_device(&self, device: &str) -> Result<(Self, Registered), ApiError> {
+        let who = self.whoami().await?;
+        let linker = Self {
+            addr: self.addr,
+            token: self.token.clone(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let reg: Registered = linker
+            .json_call(
+                Method::POST,
+                "/register",
+                Some(&RegisterRequest {
+                    user: who.user.name().to_owned(),
+                    device: device.to_owned(),
+                    display_name: String::new(),
+                }),
+                201,
+            )
+            .await?;
+        let token = reg.token.clone().unwrap_or_default();
+        Ok((Self::with_token(self.addr, &token), reg))
+    }
+
+    /// Who this client's token is.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub async fn whoami(&self) -> Result<Registered, ApiError> {
+        self.json_call(Method::GET, "/whoami", None::<&()>, 200)
+            .await
     }
 
     /// The hub's external-sender entry (for new rooms).
@@ -250,14 +297,33 @@ impl ApiClient {
     /// # Errors
     /// As for every call.
     pub async fn external_sender(&self) -> Result<Vec<u8>, ApiError> {
-        let v = self.json_call(Method::GET, "/hub", None, 200).await?;
-        v["external_sender"]
-            .as_str()
-            .and_then(|h| hex::decode(h).ok())
-            .ok_or_else(|| ApiError::Unexpected {
-                call: "GET /hub".into(),
-                reason: "no external_sender".into(),
-            })
+        let h: HubInfo = self
+            .json_call(Method::GET, "/hub", None::<&()>, 200)
+            .await?;
+        Ok(h.external_sender.0)
+    }
+
+    /// Publishes KeyPackages (and optionally a last-resort one).
+    ///
+    /// # Errors
+    /// As for every call.
+    pub async fn publish_with(
+        &self,
+        kps: &[Vec<u8>],
+        last_resort: Option<Vec<u8>>,
+    ) -> Result<usize, ApiError> {
+        let p: Published = self
+            .json_call(
+                Method::POST,
+                "/key-packages",
+                Some(&PublishKeyPackages {
+                    key_packages: kps.iter().cloned().map(Hex).collect(),
+                    last_resort: last_resort.map(Hex),
+                }),
+                200,
+            )
+            .await?;
+        Ok(p.published)
     }
 
     /// Publishes KeyPackages.
@@ -265,15 +331,7 @@ impl ApiClient {
     /// # Errors
     /// As for every call.
     pub async fn publish(&self, kps: &[Vec<u8>]) -> Result<(), ApiError> {
-        let list: Vec<String> = kps.iter().map(hex::encode).collect();
-        self.json_call(
-            Method::POST,
-            "/key-packages",
-            Some(json!({"key_packages": list})),
-            200,
-        )
-        .await
-        .map(|_| ())
+        self.publish_with(kps, None).await.map(|_| ())
     }
 
     /// Creates a room hosted by this gateway.
@@ -285,8 +343,24 @@ impl ApiClient {
         room: &str,
         group_info: &[u8],
         ratchet_tree: &[u8],
-    ) -> Result<(), ApiError> {
-        self.json_call(Method::POST, "/rooms", Some(json!({"room": room, "group_info": hex::encode(group_info), "ratchet_tree": hex::encode(ratchet_tree)})), 201).await.map(|_| ())
+    ) -> Result<RoomCreated, ApiError> {
+        let room = room
+            .parse()
+            .map_err(|e: mimi_proto::uri::UriError| ApiError::Unexpected {
+                call: "POST /rooms".into(),
+                reason: e.to_string(),
+            })?;
+        self.json_call(
+            Method::POST,
+            "/rooms",
+            Some(&CreateRoom {
+                room,
+                group_info: Hex(group_info.to_vec()),
+                ratchet_tree: Hex(ratchet_tree.to_vec()),
+            }),
+            201,
+        )
+        .await
     }
 
     /// A room request (`update`, `submit`, `group-info`, `report-abuse`) relayed to its hub.
@@ -322,64 +396,56 @@ impl ApiClient {
         .await
     }
 
-    /// Deliveries after `after`, waiting up to `wait_s` seconds for the first one.
+    /// Deliveries after `after`, waiting up to `wait_s` seconds for the first one (the binary
+    /// page format).
     ///
     /// # Errors
     /// As for every call.
     pub async fn events(&self, after: u64, limit: usize, wait_s: u64) -> Result<Events, ApiError> {
-        let v = self
-            .json_call(
-                Method::GET,
-                &format!("/events?after={after}&limit={limit}&wait={wait_s}"),
-                None,
-                200,
-            )
+        let path = format!("/events?after={after}&limit={limit}&wait={wait_s}");
+        let r = self
+            .request_accept(Method::GET, &path, DELIVERIES_BINARY)
             .await?;
-        let bad = |r: &str| ApiError::Unexpected {
-            call: "GET /events".into(),
-            reason: r.into(),
-        };
-        let mut out = Events {
-            gap: v["gap"].as_bool().unwrap_or(false),
-            events: Vec::new(),
-        };
-        for e in v["events"]
-            .as_array()
-            .ok_or_else(|| bad("no events array"))?
-        {
-            out.events.push(Delivery {
-                seq: e["seq"].as_u64().ok_or_else(|| bad("seq"))?,
-                room: e["room"].as_str().ok_or_else(|| bad("room"))?.to_owned(),
-                timestamp: e["timestamp"].as_u64().unwrap_or(0),
-                kind: e["kind"].as_str().unwrap_or("").to_owned(),
-                body: e["body"]
-                    .as_str()
-                    .and_then(|h| hex::decode(h).ok())
-                    .ok_or_else(|| bad("body"))?,
+        let call = format!("GET {path}");
+        if r.status != 200 {
+            return Err(ApiError::Status {
+                call,
+                status: r.status,
+                body: r.text(),
             });
         }
-        Ok(out)
+        DeliveryPage::from_bytes(&r.body)
+            .and_then(|p| p.into_events(""))
+            .map_err(|e| ApiError::Unexpected {
+                call,
+                reason: e.to_string(),
+            })
     }
 
     /// Acknowledges everything up to `upto`.
     ///
     /// # Errors
     /// As for every call.
-    pub async fn ack(&self, upto: u64) -> Result<(), ApiError> {
-        self.json_call(Method::POST, "/ack", Some(json!({"upto": upto})), 200)
+    pub async fn ack(&self, upto: u64) -> Result<Acked, ApiError> {
+        self.json_call(Method::POST, "/ack", Some(&AckRequest { upto }), 200)
             .await
-            .map(|_| ())
     }
 
-    /// Starts or stops deliveries of a room (after an external join, or leaving).
+    /// Starts or stops deliveries of a room (only a member may start them).
     ///
     /// # Errors
     /// As for every call.
     pub async fn subscribe(&self, room: &str, on: bool) -> Result<(), ApiError> {
-        self.json_call(
+        let room = room
+            .parse()
+            .map_err(|e: mimi_proto::uri::UriError| ApiError::Unexpected {
+                call: "POST /subscribe".into(),
+                reason: e.to_string(),
+            })?;
+        self.json_call::<Subscribed>(
             Method::POST,
             "/subscribe",
-            Some(json!({"room": room, "on": on})),
+            Some(&SubscribeRequest { room, on }),
             200,
         )
         .await
@@ -424,16 +490,10 @@ impl ApiClient {
                 body: r.text(),
             });
         }
-        let v: Value = serde_json::from_slice(&r.body).map_err(|e| ApiError::Unexpected {
+        let a: AssetStored = serde_json::from_slice(&r.body).map_err(|e| ApiError::Unexpected {
             call: "POST /assets".into(),
             reason: e.to_string(),
         })?;
-        v["url"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::Unexpected {
-                call: "POST /assets".into(),
-                reason: "no url".into(),
-            })
+        Ok(a.url)
     }
 }

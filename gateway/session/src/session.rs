@@ -106,6 +106,30 @@ impl Session {
         })
     }
 
+    /// Registers a new device of this session's user (device linking, authorized by this
+    /// session's token) and publishes `key_packages` KeyPackages for it. The new device joins
+    /// the user's rooms by external commit ([`Session::external_join`]).
+    ///
+    /// # Errors
+    /// [`SessionError`].
+    pub async fn link_device(
+        &self,
+        device: &str,
+        key_packages: usize,
+    ) -> Result<Self, SessionError> {
+        let (client, reg) = self.api.link_device(device).await?;
+        let member = Member::new(reg.client_uri.domain().as_str(), reg.user.name(), device);
+        if key_packages > 0 {
+            client.publish(&member.key_packages(key_packages)?).await?;
+        }
+        Ok(Self {
+            member,
+            api: client,
+            cursor: 0,
+            views: BTreeMap::new(),
+        })
+    }
+
     /// The user URI.
     pub fn user(&self) -> &str {
         self.member.user()
@@ -267,10 +291,10 @@ impl Session {
                 continue;
             }
             self.cursor = d.seq;
-            if d.kind == "consent" {
+            if d.kind == crate::api::DeliveryKind::Consent {
                 continue;
             }
-            for ev in self.member.process(&d.room, &d.body) {
+            for ev in self.member.process(&d.room, &d.body.0) {
                 match &ev {
                     Event::Message {
                         room,

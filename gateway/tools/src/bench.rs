@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::Method;
 use mimi_client::{Member, RoomSetup, role};
 use mimi_content::builder;
-use mimi_engine::{ClientCall, ConsentPolicy, Engine, EngineConfig, Input, Limits, Output};
+use mimi_engine::{Auth, ClientCall, ConsentPolicy, Engine, EngineConfig, Input, Limits, Output};
 use mimi_proto::directory::{Endpoint, encode_path_value};
 use openmls::prelude::Ciphersuite;
 use openmls_basic_credential::SignatureKeyPair;
@@ -428,58 +428,105 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
     Ok(report)
 }
 
-fn engine(domain: &str) -> anyhow::Result<Engine> {
-    let signer = SignatureKeyPair::new(
-        Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(Engine::new(EngineConfig {
-        domain: domain.to_owned(),
-        hub_signer: signer,
-        franking_key: vec![1; 32],
-        consent: ConsentPolicy::Open,
-        asset_domains: Default::default(),
-        open_registration: true,
-        limits: Limits::default(),
-    }))
+/// One engine shard over an in-memory store, driven step by step.
+struct Solo {
+    engine: Engine,
+    store: Arc<mimi_engine::store::MemStore>,
+    now: u64,
 }
 
-/// One call into the engine; returns its response.
-fn call(
-    e: &mut Engine,
-    now: &mut u64,
-    token: Option<[u8; 32]>,
-    c: ClientCall,
-) -> anyhow::Result<mimi_engine::Response> {
-    *now += 1;
-    e.handle(
-        *now,
-        Input::Client {
-            id: *now,
-            token_hash: token,
-            call: c,
-        },
-    );
-    let _ = e.take_writes();
-    let mut resp = None;
-    while let Some(o) = e.poll_output() {
-        if let Output::Respond { id, response } = o
-            && id == *now
-        {
-            resp = Some(response);
-        }
+impl Solo {
+    fn new(domain: &str) -> anyhow::Result<Self> {
+        let signer = SignatureKeyPair::new(
+            Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let cfg = Arc::new(EngineConfig {
+            domain: mimi_proto::uri::Domain::parse(domain)?,
+            hub_signer: signer,
+            franking_key: vec![1; 32],
+            consent: ConsentPolicy::Open,
+            asset_domains: Default::default(),
+            registration: mimi_engine::Registration::OpenNewUsers,
+            partial_name_search: false,
+            limits: Limits {
+                claims_per_user_per_minute: u32::MAX,
+                ..Limits::default()
+            },
+        });
+        let store = Arc::new(mimi_engine::store::MemStore::default());
+        let engine = Engine::new(
+            cfg,
+            openmls_rust_crypto::RustCrypto::default(),
+            Arc::clone(&store) as Arc<dyn mimi_engine::store::Store>,
+            0,
+            1,
+            Arc::new(mimi_engine::Shared::default()),
+        )?;
+        Ok(Self {
+            engine,
+            store,
+            now: 1_800_000_000_000,
+        })
     }
-    resp.context("the engine did not answer")
+
+    fn auth(&self, token: Option<[u8; 32]>) -> anyhow::Result<Auth> {
+        Ok(match token {
+            Some(t) => mimi_engine::authenticate(self.store.as_ref(), self.engine.domain(), &t)?
+                .map_or(Auth::Anonymous, Auth::Client),
+            None => Auth::Anonymous,
+        })
+    }
+
+    /// One call: handle, commit the step's writes, and the response.
+    fn call(
+        &mut self,
+        token: Option<[u8; 32]>,
+        c: ClientCall,
+    ) -> anyhow::Result<mimi_engine::Response> {
+        self.now += 1;
+        let auth = self.auth(token)?;
+        self.engine.handle(
+            self.now,
+            Input::Client {
+                id: self.now,
+                auth,
+                call: c,
+            },
+        );
+        let w = self.engine.take_writes()?;
+        mimi_engine::store::commit(self.store.as_ref(), &[&w])?;
+        self.engine.committed();
+        let mut resp = None;
+        while let Some(o) = self.engine.poll_output() {
+            if let Output::Respond { id, response } = o
+                && id == self.now
+            {
+                resp = Some(response);
+            }
+        }
+        resp.context("the engine did not answer")
+    }
+}
+
+fn body_text(r: &mimi_engine::Response) -> String {
+    match &r.body {
+        mimi_engine::Body::Refused(x) => x.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn mimi_body(r: &mimi_engine::Response) -> Bytes {
+    match &r.body {
+        mimi_engine::Body::Mimi(b) => b.clone(),
+        _ => Bytes::new(),
+    }
 }
 
 fn accepted(r: &mimi_engine::Response, what: &str) -> anyhow::Result<()> {
     use mimi_proto::codec::Wire as _;
-    anyhow::ensure!(
-        r.status == 200,
-        "{what}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let resp = mimi_proto::messages::UpdateRoomResponse::from_bytes(&r.body)?;
+    anyhow::ensure!(r.status == 200, "{what}: {}", body_text(r));
+    let resp = mimi_proto::messages::UpdateRoomResponse::from_bytes(&mimi_body(r))?;
     anyhow::ensure!(
         matches!(
             resp.outcome,
@@ -499,41 +546,45 @@ pub fn commit(rounds: usize) -> anyhow::Result<String> {
         "| members | hub accepts a commit (p50) | member processes it (p50) | hub ÷ member |\n|---|---|---|---|\n",
     );
     for n in [10usize, 100, 1000] {
-        let mut e = engine("a.example")?;
-        let mut now = 1_800_000_000_000u64;
-        let reg = |e: &mut Engine, now: &mut u64, user: &str| -> anyhow::Result<[u8; 32]> {
+        let mut e = Solo::new("a.example")?;
+        let reg = |e: &mut Solo, m: &Member, publish: bool| -> anyhow::Result<[u8; 32]> {
+            let user = m.user().rsplit('/').next().unwrap_or_default().to_owned();
             let token: [u8; 32] = sha2::Sha256::digest(user.as_bytes()).into();
             let hash: [u8; 32] = sha2::Sha256::digest(token).into();
-            let r = call(
-                e,
-                now,
+            let r = e.call(
                 None,
                 ClientCall::Register {
-                    user: user.into(),
+                    user: user.clone(),
                     device: "d".into(),
-                    display_name: user.into(),
+                    display_name: user,
                     new_token_hash: hash,
                 },
             )?;
-            anyhow::ensure!(
-                r.status == 201,
-                "register: {}",
-                String::from_utf8_lossy(&r.body)
-            );
+            anyhow::ensure!(r.status == 201, "register: {}", body_text(&r));
+            if publish {
+                let r = e.call(
+                    Some(hash),
+                    ClientCall::PublishKeyPackages {
+                        key_packages: m.key_packages(1)?,
+                        last_resort: None,
+                    },
+                )?;
+                anyhow::ensure!(r.status == 200, "publish: {}", body_text(&r));
+            }
             Ok(hash)
         };
         let room = "mimi://a.example/r/bench";
         let mut creator = Member::new("a.example", "creator", "d");
-        let ct = reg(&mut e, &mut now, "creator")?;
-        let hub = call(&mut e, &mut now, Some(ct), ClientCall::HubInfo)?;
-        let v: serde_json::Value = serde_json::from_slice(&hub.body)?;
-        let es = hex::decode(v["external_sender"].as_str().context("external_sender")?)?;
+        let ct = reg(&mut e, &creator, false)?;
+        let hub = e.call(Some(ct), ClientCall::HubInfo)?;
+        let es = match hub.body {
+            mimi_engine::Body::Client(mimi_engine::ClientReply::HubInfo(h)) => h.external_sender.0,
+            _ => anyhow::bail!("no hub info"),
+        };
         let mut setup = RoomSetup::named("bench");
         setup.franking = false;
         let created = creator.create_room(room, &es, &setup)?;
-        let r = call(
-            &mut e,
-            &mut now,
+        let r = e.call(
             Some(ct),
             ClientCall::CreateRoom {
                 room: room.into(),
@@ -541,88 +592,74 @@ pub fn commit(rounds: usize) -> anyhow::Result<String> {
                 ratchet_tree: created.ratchet_tree,
             },
         )?;
-        anyhow::ensure!(
-            r.status == 201,
-            "create: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        // The observer and n-2 more members, added in one commit.
+        anyhow::ensure!(r.status == 201, "create: {}", body_text(&r));
+        // The observer and n-2 more members, their KeyPackages claimed through the hub, added in
+        // one commit.
         let mut observer = Member::new("a.example", "observer", "d");
-        let ot = reg(&mut e, &mut now, "observer")?;
-        let mut users = vec![(observer.user().to_owned(), role::MEMBER)];
-        let mut kps = observer.key_packages(1)?;
-        let r = call(
-            &mut e,
-            &mut now,
-            Some(ot),
-            ClientCall::PublishKeyPackages(kps.clone()),
-        )?;
-        anyhow::ensure!(
-            r.status == 200,
-            "publish: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        let ot = reg(&mut e, &observer, true)?;
+        let mut members = vec![(observer.user().to_owned(), role::MEMBER)];
         for i in 0..n.saturating_sub(2) {
             let m = Member::new("a.example", &format!("u{i}"), "d");
-            users.push((m.user().to_owned(), role::MEMBER));
-            kps.extend(m.key_packages(1)?);
+            reg(&mut e, &m, true)?;
+            members.push((m.user().to_owned(), role::MEMBER));
         }
-        let bundle = creator.add_participants(room, &users, &kps)?;
-        let r = call(
-            &mut e,
-            &mut now,
+        let mut kps = Vec::new();
+        for (u, _) in &members {
+            let req = creator.key_material_request(u, room);
+            let r = e.call(
+                Some(ct),
+                ClientCall::Room {
+                    endpoint: Endpoint::KeyMaterial,
+                    target: u.clone(),
+                    body: req.into(),
+                },
+            )?;
+            anyhow::ensure!(r.status == 200, "key material: {}", body_text(&r));
+            kps.extend(creator.key_packages_from_response(&mimi_body(&r))?);
+        }
+        let bundle = creator.add_participants(room, &members, &kps)?;
+        let r = e.call(
             Some(ct),
             ClientCall::Room {
                 endpoint: Endpoint::Update,
                 target: room.into(),
-                body: bundle,
+                body: bundle.into(),
             },
         )?;
         accepted(&r, "add")?;
         creator.commit_accepted(room)?;
+        let observer_id = "observer/d";
         let mut cursor = 0;
-        let mut pull =
-            |e: &mut Engine, now: &mut u64, obs: &mut Member| -> anyhow::Result<Duration> {
-                let r = call(
-                    e,
-                    now,
-                    Some(ot),
-                    ClientCall::Events {
-                        after: cursor,
-                        limit: 1000,
-                    },
-                )?;
-                let v: serde_json::Value = serde_json::from_slice(&r.body)?;
-                let mut spent = Duration::ZERO;
-                for d in v["events"].as_array().context("events")? {
-                    cursor = d["seq"].as_u64().context("seq")?;
-                    let body = hex::decode(d["body"].as_str().context("body")?)?;
-                    let t = Instant::now();
-                    obs.process(room, &body);
-                    spent += t.elapsed();
-                }
-                Ok(spent)
-            };
-        pull(&mut e, &mut now, &mut observer)?;
+        let mut pull = |e: &mut Solo, obs: &mut Member| -> anyhow::Result<Duration> {
+            let page = mimi_engine::store::events(e.store.as_ref(), observer_id, cursor, 1000)?;
+            let mut spent = Duration::ZERO;
+            for d in page.events {
+                cursor = d.seq;
+                let t = Instant::now();
+                obs.process(room, &d.body.0);
+                spent += t.elapsed();
+            }
+            Ok(spent)
+        };
+        let _ = ot;
+        pull(&mut e, &mut observer)?;
         anyhow::ensure!(observer.epoch(room).is_some(), "the observer did not join");
         let (mut hub, mut member) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let c = creator.commit_pending(room)?;
             let t = Instant::now();
-            let r = call(
-                &mut e,
-                &mut now,
+            let r = e.call(
                 Some(ct),
                 ClientCall::Room {
                     endpoint: Endpoint::Update,
                     target: room.into(),
-                    body: c,
+                    body: c.into(),
                 },
             )?;
             hub.push(t.elapsed());
             accepted(&r, "commit")?;
             creator.commit_accepted(room)?;
-            member.push(pull(&mut e, &mut now, &mut observer)?);
+            member.push(pull(&mut e, &mut observer)?);
         }
         anyhow::ensure!(
             observer.epoch(room) == creator.epoch(room),

@@ -319,7 +319,7 @@ async fn play(fed: &LocalFederation, format: Format, w: &mut dyn Write) -> anyho
         "carol@c.example",
         "joins from a second device (laptop) by external commit",
     )?;
-    let mut carol2 = Session::register(api("c.example"), "c.example", "carol", "laptop", 2).await?;
+    let mut carol2 = carol.link_device("laptop", 2).await?;
     added(&carol2.external_join(ROOM).await?)?;
     settle(&mut out, &mut [&mut alice, &mut bob, &mut carol], is_commit).await?;
 

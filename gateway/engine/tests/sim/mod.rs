@@ -1,18 +1,24 @@
-//! A simulated federation: several engines, virtual time, and a network that drops, duplicates,
-//! delays and reorders requests and responses (quinn-proto's `Pair`, for N providers). Every
-//! engine's write batches are applied to its own key/value store, so a node can crash (lose its
-//! memory and everything in flight) and restart from what it committed.
+//! A simulated federation: several providers, each a few engine shards over its own
+//! [`MemStore`], virtual time, and a network that drops, duplicates, delays and reorders
+//! requests and responses (quinn-proto's `Pair`, for N providers). A node can crash (losing
+//! its memory and everything in flight) and restart from what it committed, and its store can
+//! be told to fail commits.
 
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use mimi_engine::store::{self, MemStore, Store, Write, WriteBatch};
 use mimi_engine::{
-    ClientCall, ConsentPolicy, Engine, EngineConfig, Input, Limits, Output, Reply, RequestId,
-    Response,
+    Auth, Body, ClientCall, ConsentPolicy, Engine, EngineConfig, Input, Limits, Output,
+    Registration, Reply, RequestId, Response, SendError, Shared,
 };
+use mimi_proto::client_api::EventsPage;
 use mimi_proto::directory::Endpoint;
+use mimi_proto::uri::Domain;
 use openmls::prelude::Ciphersuite;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls_basic_credential::SignatureKeyPair;
@@ -21,6 +27,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// A request-response timeout of the simulated transport.
 pub const TIMEOUT_MS: u64 = 3_000;
+/// Engine shards per node.
+pub const SHARDS: u16 = 2;
 
 #[derive(Debug, Clone)]
 enum Packet {
@@ -30,7 +38,7 @@ enum Packet {
         send_id: RequestId,
         endpoint: Endpoint,
         target: String,
-        body: Vec<u8>,
+        body: Bytes,
     },
     Response {
         to: String,
@@ -44,13 +52,15 @@ enum Packet {
 }
 
 struct Node {
-    engine: Engine,
-    store: BTreeMap<Vec<u8>, Vec<u8>>,
+    shards: Vec<Engine>,
+    store: Arc<MemStore>,
+    cfg: Arc<EngineConfig>,
     signer_seed: Vec<u8>,
-    franking_key: Vec<u8>,
     /// Requests from peers being handled: our request id → (peer, their send id).
     inbound: BTreeMap<RequestId, (String, RequestId)>,
     up: bool,
+    /// Commits that failed (and were rolled back).
+    pub failed_commits: u64,
 }
 
 /// The simulated federation.
@@ -72,20 +82,58 @@ pub struct Sim {
     outstanding: BTreeMap<(String, RequestId), ()>,
 }
 
-fn config(domain: &str, signer: SignatureKeyPair, franking_key: Vec<u8>) -> EngineConfig {
+pub fn config(domain: &str, signer: SignatureKeyPair) -> EngineConfig {
     EngineConfig {
-        domain: domain.to_owned(),
+        domain: Domain::parse(domain).unwrap(),
         hub_signer: signer,
-        franking_key,
+        franking_key: vec![7u8; 32],
         consent: ConsentPolicy::Open,
-        asset_domains: Default::default(),
-        open_registration: true,
+        asset_domains: BTreeMap::new(),
+        registration: Registration::OpenNewUsers,
+        partial_name_search: false,
         limits: Limits {
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
             notify_batch_messages: 8,
+            room_cache_entries: 2,
             ..Limits::default()
         },
+    }
+}
+
+fn shards(cfg: &Arc<EngineConfig>, store: &Arc<MemStore>) -> Vec<Engine> {
+    let shared = Arc::new(Shared::default());
+    (0..SHARDS)
+        .map(|i| {
+            Engine::new(
+                Arc::clone(cfg),
+                openmls_rust_crypto::RustCrypto::default(),
+                Arc::clone(store) as Arc<dyn Store>,
+                i,
+                SHARDS,
+                Arc::clone(&shared),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The text of a refusal or body, for assertion messages.
+pub fn text(r: &Response) -> String {
+    match &r.body {
+        Body::Refused(x) => x.to_string(),
+        Body::Mimi(b) | Body::Asset(b) => format!("{} bytes", b.len()),
+        Body::Client(c) => format!("{c:?}"),
+        Body::Empty => String::new(),
+    }
+}
+
+/// The bytes of a response body as a peer would receive them.
+pub fn bytes(r: &Response) -> Bytes {
+    match &r.body {
+        Body::Mimi(b) | Body::Asset(b) => b.clone(),
+        Body::Refused(x) => Bytes::from(x.to_string()),
+        _ => Bytes::new(),
     }
 }
 
@@ -98,16 +146,18 @@ impl Sim {
             )
             .unwrap();
             let seed = s.tls_serialize_detached().unwrap();
-            let fk = vec![7u8; 32];
+            let cfg = Arc::new(config(d, s));
+            let store = Arc::new(MemStore::default());
             nodes.insert(
                 d.to_string(),
                 Node {
-                    engine: Engine::new(config(d, s, fk.clone())),
-                    store: BTreeMap::new(),
+                    shards: shards(&cfg, &store),
+                    store,
+                    cfg,
                     signer_seed: seed,
-                    franking_key: fk,
                     inbound: BTreeMap::new(),
                     up: true,
+                    failed_commits: 0,
                 },
             );
         }
@@ -128,8 +178,30 @@ impl Sim {
         }
     }
 
-    pub fn engine(&self, node: &str) -> &Engine {
-        &self.nodes[node].engine
+    pub fn store(&self, node: &str) -> Arc<MemStore> {
+        Arc::clone(&self.nodes[node].store)
+    }
+
+    pub fn failed_commits(&self, node: &str) -> u64 {
+        self.nodes[node].failed_commits
+    }
+
+    /// Entries queued in `node`'s outboxes (all shards).
+    pub fn outbox_entries(&self, node: &str) -> u64 {
+        self.nodes[node]
+            .shards
+            .iter()
+            .flat_map(|e| e.outbox_depths().into_values())
+            .map(|(n, _)| n)
+            .sum()
+    }
+
+    pub fn stats(&self, node: &str) -> Vec<mimi_engine::Stats> {
+        self.nodes[node]
+            .shards
+            .iter()
+            .map(|e| e.stats().clone())
+            .collect()
     }
 
     fn schedule(&mut self, at: u64, p: Packet) {
@@ -144,23 +216,53 @@ impl Sim {
         self.now + self.rng.gen_range(lo..=hi)
     }
 
-    /// Applies a node's writes and routes its outputs onto the network.
-    fn drain(&mut self, node: &str) {
+    /// Feeds one input to the right shard of `node`, commits, and routes the outputs.
+    fn input(&mut self, node: &str, input: Input) {
+        let now = self.now;
         let n = self.nodes.get_mut(node).unwrap();
-        for (k, v) in n.engine.take_writes().writes {
-            match v {
-                Some(v) => {
-                    n.store.insert(k, v);
+        let shard = mimi_engine::shard_of(&input, SHARDS) as usize;
+        let targets: Vec<usize> = if matches!(input, Input::Tick) {
+            (0..n.shards.len()).collect()
+        } else {
+            vec![shard]
+        };
+        let mut outs = Vec::new();
+        for s in targets {
+            let e = &mut n.shards[s];
+            e.handle(now, input.clone());
+            let ok = match e.take_writes() {
+                Ok(w) => store::commit(n.store.as_ref(), &[&w]).is_ok(),
+                Err(_) => false,
+            };
+            if ok {
+                e.committed();
+            } else {
+                n.failed_commits += 1;
+                e.reset();
+            }
+            while let Some(o) = e.poll_output() {
+                outs.push(o);
+            }
+            if !ok {
+                // The inputs of a failed step get a 503 from the shell.
+                if let Input::Peer { id, .. } | Input::Client { id, .. } = &input {
+                    outs.push(Output::Respond {
+                        id: *id,
+                        response: Response::refused(mimi_engine::Refusal::Unavailable(
+                            "commit failed".into(),
+                        )),
+                    });
                 }
-                None => {
-                    n.store.remove(&k);
+                e.committed();
+                while let Some(o) = e.poll_output() {
+                    outs.push(o);
                 }
             }
         }
-        let mut outs = Vec::new();
-        while let Some(o) = n.engine.poll_output() {
-            outs.push(o);
-        }
+        self.route(node, outs);
+    }
+
+    fn route(&mut self, node: &str, outs: Vec<Output>) {
         for o in outs {
             match o {
                 Output::Respond { id, response } => {
@@ -169,7 +271,7 @@ impl Sim {
                         Some((peer, send_id)) => {
                             let reply = Reply {
                                 status: response.status,
-                                body: response.body,
+                                body: bytes(&response),
                                 retry_after_ms: response.retry_after_s.map(|s| s * 1000),
                             };
                             self.transmit(Packet::Response {
@@ -201,7 +303,7 @@ impl Sim {
                     );
                     self.transmit(Packet::Request {
                         from: node.to_owned(),
-                        to,
+                        to: to.to_string(),
                         send_id: id,
                         endpoint,
                         target,
@@ -211,7 +313,9 @@ impl Sim {
                 Output::Fetch { id, .. } => {
                     self.responses.insert(
                         (node.to_owned(), id),
-                        Response::text(502, "no asset servers in the simulation"),
+                        Response::refused(mimi_engine::Refusal::NotFound(
+                            "no asset servers in the simulation".into(),
+                        )),
                     );
                 }
                 Output::Wake { .. } => {}
@@ -250,47 +354,47 @@ impl Sim {
                 }
                 let id = self.next_id;
                 self.next_id += 1;
-                let n = self.nodes.get_mut(&to).unwrap();
-                n.inbound.insert(id, (from.clone(), send_id));
-                n.engine.handle(
-                    self.now,
+                self.nodes
+                    .get_mut(&to)
+                    .unwrap()
+                    .inbound
+                    .insert(id, (from.clone(), send_id));
+                self.input(
+                    &to,
                     Input::Peer {
                         id,
-                        peer: from,
+                        peer: Domain::parse(&from).unwrap(),
                         endpoint,
                         target,
                         body,
                     },
                 );
-                self.drain(&to);
             }
             Packet::Response { to, send_id, reply } => {
                 if !self.nodes[&to].up || self.outstanding.remove(&(to.clone(), send_id)).is_none()
                 {
                     return;
                 }
-                self.nodes.get_mut(&to).unwrap().engine.handle(
-                    self.now,
+                self.input(
+                    &to,
                     Input::Reply {
                         id: send_id,
                         result: Ok(reply),
                     },
                 );
-                self.drain(&to);
             }
             Packet::Timeout { to, send_id } => {
                 if !self.nodes[&to].up || self.outstanding.remove(&(to.clone(), send_id)).is_none()
                 {
                     return;
                 }
-                self.nodes.get_mut(&to).unwrap().engine.handle(
-                    self.now,
+                self.input(
+                    &to,
                     Input::Reply {
                         id: send_id,
-                        result: Err("timeout".into()),
+                        result: Err(SendError("timeout".into())),
                     },
                 );
-                self.drain(&to);
             }
         }
     }
@@ -301,7 +405,13 @@ impl Sim {
             .nodes
             .iter()
             .filter(|(_, n)| n.up)
-            .filter_map(|(d, n)| n.engine.poll_timeout().map(|t| (t, d.clone())))
+            .filter_map(|(d, n)| {
+                n.shards
+                    .iter()
+                    .filter_map(Engine::poll_timeout)
+                    .min()
+                    .map(|t| (t, d.clone()))
+            })
             .min();
         let next_packet = self.wire.peek().map(|Reverse((at, _, _))| *at);
         match (next_packet, next_timer) {
@@ -316,12 +426,7 @@ impl Sim {
             }
             (_, Some((t, d))) => {
                 self.now = self.now.max(t);
-                self.nodes
-                    .get_mut(&d)
-                    .unwrap()
-                    .engine
-                    .handle(self.now, Input::Tick);
-                self.drain(&d);
+                self.input(&d, Input::Tick);
                 true
             }
             _ => false,
@@ -340,19 +445,25 @@ impl Sim {
         );
     }
 
+    /// Who a token authenticates on `node`.
+    pub fn auth(&self, node: &str, token: Option<[u8; 32]>) -> Auth {
+        let n = &self.nodes[node];
+        token
+            .and_then(|t| mimi_engine::authenticate(n.store.as_ref(), &n.cfg.domain, &t).unwrap())
+            .map_or(Auth::Anonymous, Auth::Client)
+    }
+
     /// A local client call; runs the network until the answer is there.
     pub fn call(&mut self, node: &str, token: Option<[u8; 32]>, call: ClientCall) -> Response {
+        let auth = self.auth(node, token);
+        self.call_as(node, auth, call)
+    }
+
+    /// A local client call with explicit credentials.
+    pub fn call_as(&mut self, node: &str, auth: Auth, call: ClientCall) -> Response {
         let id = self.next_id;
         self.next_id += 1;
-        self.nodes.get_mut(node).unwrap().engine.handle(
-            self.now,
-            Input::Client {
-                id,
-                token_hash: token,
-                call,
-            },
-        );
-        self.drain(node);
+        self.input(node, Input::Client { id, auth, call });
         for _ in 0..200_000 {
             if let Some(r) = self.responses.remove(&(node.to_owned(), id)) {
                 return r;
@@ -366,6 +477,22 @@ impl Sim {
             .unwrap_or_else(|| panic!("no answer to call {id} on {node} (seed {})", self.seed))
     }
 
+    /// A client's deliveries after `after` (what `GET /events` serves).
+    pub fn events(&self, node: &str, client: &str, after: u64) -> EventsPage {
+        store::events(self.nodes[node].store.as_ref(), client, after, 1000).unwrap()
+    }
+
+    /// Acknowledges a client's deliveries up to `upto` (what `POST /ack` does).
+    pub fn ack(&self, node: &str, client: &str, upto: u64) {
+        let b = WriteBatch {
+            writes: vec![Write::Ack {
+                client: client.into(),
+                upto,
+            }],
+        };
+        let _ = store::commit(self.nodes[node].store.as_ref(), &[&b]);
+    }
+
     /// Crashes `node`: its memory and everything in flight to or from it are lost.
     pub fn crash(&mut self, node: &str) {
         self.nodes.get_mut(node).unwrap().up = false;
@@ -376,16 +503,11 @@ impl Sim {
     pub fn restart(&mut self, node: &str) {
         let n = self.nodes.get_mut(node).unwrap();
         let signer = SignatureKeyPair::tls_deserialize_exact(&n.signer_seed).unwrap();
-        let (engine, broken) = Engine::restore(
-            config(node, signer, n.franking_key.clone()),
-            n.store.clone(),
-        );
-        assert!(broken.is_empty(), "unrestorable records: {broken:?}");
-        n.engine = engine;
+        n.cfg = Arc::new(config(node, signer));
+        n.shards = shards(&n.cfg, &n.store);
         n.inbound.clear();
         n.up = true;
         // Resume the outboxes.
-        n.engine.handle(self.now, Input::Tick);
-        self.drain(node);
+        self.input(node, Input::Tick);
     }
 }
