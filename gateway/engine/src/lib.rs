@@ -42,6 +42,8 @@ mod outbox;
 pub mod policy;
 mod refusal;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use follower::ClaimQuotas;
 pub use hub::{RoomInfo, hosted_rooms, parse_asset_url, room_info};

@@ -350,3 +350,108 @@ impl<C: OpenMlsCrypto> Engine<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::testing::{Harness, room_with_remote_member, room_with_remote_member_limited, text};
+    use crate::{Limits, Output, Reply, SendError};
+
+    const ROOM: &str = "mimi://a.example/r/t";
+
+    fn notifies(h: &Harness) -> Vec<(u64, String)> {
+        h.sent
+            .iter()
+            .filter(|(_, (_, e, _, _))| *e == mimi_proto::directory::Endpoint::Notify)
+            .map(|(id, (_, _, room, body))| (*id, format!("{room}:{}", body.len())))
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_entry_is_dead_lettered_and_the_queue_moves_on() {
+        let (mut h, mut alice, auth, _) = room_with_remote_member();
+        assert_eq!(h.say(&mut alice, &auth, ROOM, "one").status, 200);
+        let first = notifies(&h);
+        assert_eq!(first.len(), 1, "one /notify in flight per room");
+        // b.example refuses it for good.
+        h.reply(
+            first[0].0,
+            Ok(Reply {
+                status: 400,
+                body: Bytes::from_static(b"not for us"),
+                retry_after_ms: None,
+            }),
+        );
+        assert_eq!(h.engine.stats().dead_letters, 1);
+        let dl = h.store.table(crate::store::Table::DeadLetters);
+        assert_eq!(dl.len(), 1, "kept aside, not lost");
+        // The next message goes out: the room is not blocked.
+        assert_eq!(h.say(&mut alice, &auth, ROOM, "two").status, 200);
+        assert_eq!(notifies(&h).len(), 1);
+        assert_eq!(h.drain_notifies(201), 1);
+        assert!(h.engine.outbox_depths().values().all(|(n, _)| *n == 0));
+    }
+
+    #[test]
+    fn a_follower_over_its_byte_cap_is_marked_out_of_sync_and_never_blocks_the_room() {
+        let (mut h, mut alice, auth, _) = room_with_remote_member_limited(Limits {
+            outbox_bytes_per_follower: 2_000,
+            ..Limits::default()
+        });
+        // b.example is down: every message queues until the cap, then is dropped for it.
+        for i in 0..20 {
+            let r = h.say(
+                &mut alice,
+                &auth,
+                ROOM,
+                &format!("message {i} {}", "x".repeat(100)),
+            );
+            assert_eq!(r.status, 200, "the room keeps accepting: {}", text(&r));
+            for (id, _) in notifies(&h) {
+                h.reply(id, Err(SendError("connection refused".into())));
+            }
+        }
+        assert!(h.engine.stats().outbox_dropped > 0);
+        let (_, bytes) = h.engine.outbox_depths()["b.example"];
+        assert!(bytes <= 2_000, "{bytes} bytes queued");
+        assert!(h.engine.shared.out_of_sync().contains_key("b.example"));
+        // It comes back: the queue drains and the mark goes.
+        h.now += 60_000;
+        let _ = h.step(crate::Input::Tick);
+        assert!(h.drain_notifies(201) > 0);
+        assert!(!h.engine.shared.out_of_sync().contains_key("b.example"));
+    }
+
+    #[test]
+    fn transient_failures_back_off_and_keep_order() {
+        let (mut h, mut alice, auth, _) = room_with_remote_member();
+        for t in ["a", "b", "c"] {
+            assert_eq!(h.say(&mut alice, &auth, ROOM, t).status, 200);
+        }
+        let first = notifies(&h);
+        assert_eq!(first.len(), 1);
+        let out = h.reply(
+            first[0].0,
+            Ok(Reply {
+                status: 503,
+                body: Bytes::new(),
+                retry_after_ms: Some(5_000),
+            }),
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Send { .. })),
+            "no retry before Retry-After"
+        );
+        let wake = h.engine.poll_timeout().unwrap();
+        assert!(wake >= h.now + 4_000);
+        h.now = wake;
+        let _ = h.step(crate::Input::Tick);
+        assert_eq!(
+            notifies(&h).len(),
+            1,
+            "the batch goes again, whole and in order"
+        );
+        assert_eq!(h.drain_notifies(201), 1);
+    }
+}

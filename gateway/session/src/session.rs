@@ -95,9 +95,12 @@ impl Session {
         let member = Member::new(domain, user, device);
         let mut client = ApiClient::new(api);
         client.register(user, device, user).await?;
-        if key_packages > 0 {
-            client.publish(&member.key_packages(key_packages)?).await?;
-        }
+        client
+            .publish_with(
+                &member.key_packages(key_packages)?,
+                Some(member.last_resort_key_package()?),
+            )
+            .await?;
         Ok(Self {
             member,
             api: client,
@@ -119,9 +122,12 @@ impl Session {
     ) -> Result<Self, SessionError> {
         let (client, reg) = self.api.link_device(device).await?;
         let member = Member::new(reg.client_uri.domain().as_str(), reg.user.name(), device);
-        if key_packages > 0 {
-            client.publish(&member.key_packages(key_packages)?).await?;
-        }
+        client
+            .publish_with(
+                &member.key_packages(key_packages)?,
+                Some(member.last_resort_key_package()?),
+            )
+            .await?;
         Ok(Self {
             member,
             api: client,

@@ -53,7 +53,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
             Auth::Anonymous => !exists && self.cfg.registration == Registration::OpenNewUsers,
         };
         if !allowed {
-            let r = if exists {
+            let r = if let Auth::Provider { user: u } = auth {
+                Refusal::NotYours {
+                    caller: format!("a provider token for {u}"),
+                    user: user.to_owned(),
+                    action: "register a device",
+                }
+            } else if exists {
                 Refusal::DeviceLinking {
                     user: user.to_owned(),
                 }

@@ -269,3 +269,6 @@ impl<C: OpenMlsCrypto> Engine<C> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

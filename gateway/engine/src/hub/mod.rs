@@ -515,3 +515,6 @@ pub fn hosted_rooms(
         .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! Unit tests of the hub: room creation, the existence oracle, who may send as whom, and that
+//! a refusal writes nothing.
+
+use bytes::Bytes;
+use mimi_client::Member;
+use mimi_proto::codec::Wire;
+use mimi_proto::directory::Endpoint;
+use mimi_proto::messages::{
+    GroupInfoCode, GroupInfoResponse, SubmitMessageRequest, SubmitMessageResponse, SubmitOutcome,
+};
+
+use crate::testing::{Harness, room_with_remote_member, text};
+use crate::{Auth, Body, ClientCall};
+
+const ROOM: &str = "mimi://a.example/r/t";
+
+fn mimi(r: &crate::Response) -> Bytes {
+    match &r.body {
+        Body::Mimi(b) => b.clone(),
+        _ => panic!("not a MIMI body: {} {}", r.status, text(r)),
+    }
+}
+
+#[test]
+fn room_creation_refusals_change_nothing() {
+    let mut h = Harness::new("a.example");
+    let mut alice = Member::new("a.example", "alice", "phone");
+    let auth = h.register(&alice, 0);
+    let es = h.hub_sender();
+    let c = alice
+        .create_room(
+            "mimi://b.example/r/x",
+            &es,
+            &mimi_client::RoomSetup::named("x"),
+        )
+        .unwrap();
+    let before = h.store.dump();
+    for (room, gi, tree, status) in [
+        (
+            "mimi://b.example/r/x",
+            c.group_info.clone(),
+            c.ratchet_tree.clone(),
+            400,
+        ),
+        (
+            "not a room",
+            c.group_info.clone(),
+            c.ratchet_tree.clone(),
+            400,
+        ),
+        (
+            "mimi://a.example/r/x",
+            vec![1, 2, 3],
+            c.ratchet_tree.clone(),
+            400,
+        ),
+        ("mimi://a.example/r/x", c.group_info, vec![9], 400),
+    ] {
+        let r = h.call(
+            auth.clone(),
+            ClientCall::CreateRoom {
+                room: room.into(),
+                group_info: gi,
+                ratchet_tree: tree,
+            },
+        );
+        assert_eq!(r.status, status, "{room}: {}", text(&r));
+        assert_eq!(h.store.dump(), before, "{room}: nothing written");
+    }
+    // Anonymous callers cannot create rooms.
+    let r = h.call(Auth::Anonymous, ClientCall::HubInfo);
+    assert_eq!(r.status, 200);
+    let mut bob = Member::new("a.example", "bob", "x");
+    h.register(&bob, 0);
+    let es = h.hub_sender();
+    let c = bob
+        .create_room(ROOM, &es, &mimi_client::RoomSetup::named("t"))
+        .unwrap();
+    let r = h.call(
+        Auth::Anonymous,
+        ClientCall::CreateRoom {
+            room: ROOM.into(),
+            group_info: c.group_info,
+            ratchet_tree: c.ratchet_tree,
+        },
+    );
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn unknown_and_forbidden_rooms_answer_alike() {
+    let (mut h, _, _, _) = room_with_remote_member();
+    let eve = Member::new("c.example", "eve", "x");
+    let (req, _) = eve.group_info_request();
+    for room in [ROOM, "mimi://a.example/r/nope"] {
+        let r = h.peer("c.example", Endpoint::GroupInfo, room, req.clone());
+        assert_eq!(r.status, 200, "{room}");
+        let g = GroupInfoResponse::from_bytes(&mimi(&r)).unwrap();
+        assert_eq!(g.status, GroupInfoCode::NotAuthorized, "{room}");
+    }
+}
+
+#[test]
+fn a_peer_sends_only_as_its_own_users() {
+    let (mut h, mut alice, _, _) = room_with_remote_member();
+    let (body, _) = alice
+        .send(ROOM, |s, r, salt| {
+            mimi_content::builder::text(s, r, salt, "hi")
+        })
+        .unwrap();
+    // The same message claimed by another provider for someone it does not speak for.
+    let mut req = SubmitMessageRequest::from_bytes(&body).unwrap();
+    req.sending_uri = mimi_proto::codec::Uri::from("mimi://a.example/u/alice");
+    let before = h.store.dump();
+    let r = h.peer("b.example", Endpoint::SubmitMessage, ROOM, req.to_bytes());
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(text(&r).contains("may not send as mimi://a.example/u/alice"));
+    assert_eq!(h.store.dump(), before, "nothing queued, nothing delivered");
+}
+
+#[test]
+fn a_non_member_cannot_send_and_nothing_leaves() {
+    let (mut h, _, _, _) = room_with_remote_member();
+    let mut mallory = Member::new("a.example", "mallory", "x");
+    let auth = h.register(&mallory, 0);
+    let es = h.hub_sender();
+    mallory
+        .create_room(ROOM, &es, &mimi_client::RoomSetup::named("fake"))
+        .unwrap();
+    let before = h.store.dump();
+    let r = h.say(&mut mallory, &auth, ROOM, "let me in");
+    assert_eq!(
+        SubmitMessageResponse::from_bytes(&mimi(&r))
+            .unwrap()
+            .outcome,
+        SubmitOutcome::NotAllowed
+    );
+    assert_eq!(h.store.dump(), before);
+}
