@@ -9,6 +9,8 @@
 //! encoding reproduces the input bytes.
 
 use openmls::prelude::tls_codec::Deserialize as _;
+/// The TLS codec's error, which openmls parsing returns.
+pub use openmls::prelude::tls_codec::Error as TlsError;
 use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn, Sender};
 use sha2::Digest;
 
@@ -234,10 +236,9 @@ impl KeyPackage {
     /// The openmls view (for signature and lifetime validation).
     ///
     /// # Errors
-    /// openmls's parse error as text.
-    pub fn to_openmls(&self) -> Result<openmls::prelude::KeyPackageIn, String> {
+    /// The TLS codec's error when openmls does not parse it.
+    pub fn to_openmls(&self) -> Result<openmls::prelude::KeyPackageIn, TlsError> {
         openmls::prelude::KeyPackageIn::tls_deserialize_exact(self.to_bytes())
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -518,9 +519,9 @@ impl MlsMessage {
     /// The openmls view of this message.
     ///
     /// # Errors
-    /// openmls's parse error as text.
-    pub fn to_openmls(&self) -> Result<MlsMessageIn, String> {
-        MlsMessageIn::tls_deserialize_exact(self.to_bytes()).map_err(|e| e.to_string())
+    /// The TLS codec's error when openmls does not parse it.
+    pub fn to_openmls(&self) -> Result<MlsMessageIn, TlsError> {
+        MlsMessageIn::tls_deserialize_exact(self.to_bytes())
     }
 
     /// Wraps openmls's serialized output (`MlsMessageOut::to_bytes()`).
@@ -692,11 +693,11 @@ impl RatchetTree {
     /// The openmls view.
     ///
     /// # Errors
-    /// openmls's parse error as text.
-    pub fn to_openmls(&self) -> Result<openmls::prelude::RatchetTreeIn, String> {
+    /// The TLS codec's error when openmls does not parse it.
+    pub fn to_openmls(&self) -> Result<openmls::prelude::RatchetTreeIn, TlsError> {
         let mut whole = Vec::with_capacity(self.0.len() + 4);
         write_opaque(&mut whole, &self.0);
-        openmls::prelude::RatchetTreeIn::tls_deserialize_exact(&whole).map_err(|e| e.to_string())
+        openmls::prelude::RatchetTreeIn::tls_deserialize_exact(&whole)
     }
 
     /// From openmls's `RatchetTree` serialization (which includes the vector length).

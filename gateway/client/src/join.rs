@@ -100,7 +100,9 @@ impl Member {
                 "the hub did not send the ratchet tree".into(),
             ));
         };
-        let tree = ratchet_tree.to_openmls().map_err(ClientError::Mls)?;
+        let tree = ratchet_tree
+            .to_openmls()
+            .map_err(|e| ClientError::Mls(e.to_string()))?;
         let mut proposals = Vec::new();
         for p in &tbe.pending_proposals {
             let MlsMessageBodyIn::PublicMessage(pm) =

@@ -76,9 +76,11 @@ impl Member {
                 return Err(ClientError::Protocol("not a Welcome".into()));
             };
             let tree = match tree {
-                RatchetTreeOption::Full { ratchet_tree } => {
-                    Some(ratchet_tree.to_openmls().map_err(ClientError::Mls)?)
-                }
+                RatchetTreeOption::Full { ratchet_tree } => Some(
+                    ratchet_tree
+                        .to_openmls()
+                        .map_err(|e| ClientError::Mls(e.to_string()))?,
+                ),
                 _ => None,
             };
             let g = StagedWelcome::new_from_welcome(&self.provider, &join_config(), w, tree)
@@ -126,6 +128,7 @@ impl Member {
         let protocol = match fm
             .message
             .to_openmls()
+            .map_err(|e| e.to_string())
             .and_then(|m| m.try_into_protocol_message().map_err(|e| e.to_string()))
         {
             Ok(p) => p,

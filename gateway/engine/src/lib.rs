@@ -25,407 +25,39 @@
 //! deduplicates, routes Welcomes by KeyPackageRef and queues deliveries for local clients; it
 //! serves its users' KeyPackages, consent and identifier queries.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use mimi_proto::client_api::{HubInfo, Published, Registered, RoomCreated, Subscribed};
 use mimi_proto::directory::Endpoint;
-use mimi_proto::uri::{ClientUri, Domain, UserUri};
-use openmls_basic_credential::SignatureKeyPair;
+use mimi_proto::uri::Domain;
 use openmls_traits::crypto::OpenMlsCrypto;
 
 mod cache;
+mod config;
 mod follower;
 mod hub;
+mod io;
 mod outbox;
 pub mod policy;
 mod refusal;
+mod shard;
 pub mod store;
 #[cfg(test)]
 mod testing;
 
+pub use config::*;
 pub use follower::ClaimQuotas;
 pub use hub::{RoomInfo, hosted_rooms, parse_asset_url, room_info};
+pub use io::*;
 pub use outbox::FollowerBudget;
 pub use refusal::Refusal;
+pub use shard::*;
 use store::{QueueCap, Store, StoreError, WriteBatch};
 
 /// Identifies a request or call so its response can be matched. The top 16 bits of ids the
 /// engine chooses for its own sends name the shard ([`shard_of`]).
 pub type RequestId = u64;
-
-/// How the engine treats KeyPackage requests for its users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsentPolicy {
-    /// Any authenticated provider may claim KeyPackages (within the claim quotas).
-    Open,
-    /// Only requesters the target user granted consent to.
-    Required,
-}
-
-/// Who may register clients without any credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registration {
-    /// Anyone reaching the client API may create a **new** user (development); a new device of
-    /// an existing user always needs one of that user's tokens, the admin token or a provider
-    /// token.
-    OpenNewUsers,
-    /// Only the admin token or a provider-issued token registers.
-    Closed,
-}
-
-/// Static configuration of an engine (shared by every shard of a gateway).
-#[derive(Debug)]
-pub struct EngineConfig {
-    /// This provider's domain.
-    pub domain: Domain,
-    /// The hub's signing key: its external-sender key in every hosted room, the signer of
-    /// GroupInfo responses and of franks.
-    pub hub_signer: SignatureKeyPair,
-    /// Secret for server franks.
-    pub franking_key: Vec<u8>,
-    /// KeyPackage consent policy.
-    pub consent: ConsentPolicy,
-    /// Asset hosts `/proxyDownload` may fetch from (per peer).
-    pub asset_domains: BTreeMap<String, BTreeSet<String>>,
-    /// Who may register.
-    pub registration: Registration,
-    /// Whether identifier queries may search display names by substring (off: exact handles
-    /// and nicks only).
-    pub partial_name_search: bool,
-    /// Limits.
-    pub limits: Limits,
-}
-
-/// Bounds on every queue, cache and quota (docs/config.md lists the defaults).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// A local client's delivery queue; past it the oldest are dropped and the client resyncs.
-    pub delivery_queue: QueueCap,
-    /// Bytes queued for one follower over all rooms; past it new events for that follower are
-    /// dropped and it is marked out of sync (never blocking the room).
-    pub outbox_bytes_per_follower: u64,
-    /// FanoutMessages per `/notify` body.
-    pub notify_batch_messages: usize,
-    /// Bytes per `/notify` body.
-    pub notify_batch_bytes: usize,
-    /// `/notify` requests in flight per follower (one per room at most, rooms in parallel).
-    pub notify_parallel_per_follower: usize,
-    /// First retry delay.
-    pub backoff_base_ms: u64,
-    /// Longest retry delay.
-    pub backoff_max_ms: u64,
-    /// FanoutMessage hashes remembered per room for deduplication.
-    pub notify_dedup_window: u64,
-    /// KeyPackages a client may have published at once.
-    pub max_key_packages_per_client: usize,
-    /// Past epochs an application message may use.
-    pub epoch_tolerance: u64,
-    /// Hosted rooms and followed rooms kept in memory per shard (the rest load on demand).
-    pub room_cache_entries: usize,
-    /// KeyPackages one peer may claim per minute from this provider's users.
-    pub claims_per_peer_per_minute: u32,
-    /// KeyPackages of one user that may be claimed per minute, by anyone.
-    pub claims_per_user_per_minute: u32,
-    /// Abuse reports stored per room (older ones are kept; newer refused with 429).
-    pub abuse_reports_per_room: u64,
-    /// Largest abuse report body.
-    pub abuse_report_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            delivery_queue: QueueCap {
-                count: 100_000,
-                bytes: 256 << 20,
-            },
-            outbox_bytes_per_follower: 256 << 20,
-            notify_batch_messages: 64,
-            notify_batch_bytes: 1 << 20,
-            notify_parallel_per_follower: 16,
-            backoff_base_ms: 200,
-            backoff_max_ms: 30_000,
-            notify_dedup_window: 4096,
-            max_key_packages_per_client: 1_000,
-            epoch_tolerance: 1,
-            room_cache_entries: 1024,
-            claims_per_peer_per_minute: 600,
-            claims_per_user_per_minute: 60,
-            abuse_reports_per_room: 1000,
-            abuse_report_bytes: 256 << 10,
-        }
-    }
-}
-
-/// A local client, as the shell authenticated it from its bearer token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRecord {
-    /// `<user>/<device>`.
-    pub id: String,
-    /// Its user.
-    pub user: UserUri,
-    /// Its URI (its MLS credential identity).
-    pub uri: ClientUri,
-}
-
-/// Who makes a client call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// No (valid) credential.
-    Anonymous,
-    /// A registered client (its bearer token).
-    Client(ClientRecord),
-    /// The operator (the admin token).
-    Admin,
-    /// The provider vouches for this user (a verified provider-issued token).
-    Provider {
-        /// User name (local part).
-        user: String,
-    },
-}
-
-/// A call from a local client (the shell serves event reads and acknowledgements itself,
-/// straight from the store).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCall {
-    /// Register a client.
-    Register {
-        /// User name.
-        user: String,
-        /// Device name.
-        device: String,
-        /// Display name of a new user.
-        display_name: String,
-        /// SHA-256 of the new client's bearer token.
-        new_token_hash: [u8; 32],
-    },
-    /// Publish KeyPackages (raw RFC 9420 encodings) and optionally a last-resort one.
-    PublishKeyPackages {
-        /// Consumed once each.
-        key_packages: Vec<Vec<u8>>,
-        /// Never consumed (carries the `last_resort` extension).
-        last_resort: Option<Vec<u8>>,
-    },
-    /// The hub's external-sender entry and domain.
-    HubInfo,
-    /// Create a room hosted here from the creator's GroupInfo and ratchet tree.
-    CreateRoom {
-        /// Room URI.
-        room: String,
-        /// The creator's GroupInfo (raw, without ratchet_tree).
-        group_info: Vec<u8>,
-        /// The `ratchet_tree` vector.
-        ratchet_tree: Vec<u8>,
-    },
-    /// A protocol request to a room's hub (local or remote) or, for `/keyMaterial`, to the
-    /// target user's provider.
-    Room {
-        /// Which endpoint.
-        endpoint: Endpoint,
-        /// Room URI (for keyMaterial: the target user URI).
-        target: String,
-        /// The MIMI body.
-        body: Bytes,
-    },
-    /// A ConsentEntry about a local user.
-    Consent(Bytes),
-    /// An identifier query to `domain`.
-    IdentifierQuery {
-        /// Target provider.
-        domain: String,
-        /// IdentifierRequest.
-        body: Bytes,
-    },
-    /// Start or stop receiving a room's events.
-    Subscribe {
-        /// Room URI.
-        room: String,
-        /// Subscribe (true) or unsubscribe.
-        on: bool,
-    },
-}
-
-/// Why a request to a peer got no HTTP response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SendError(pub String);
-
-/// An input to the engine.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A federation request from the authenticated provider `peer`.
-    Peer {
-        /// Correlates the response.
-        id: RequestId,
-        /// Authenticated peer domain.
-        peer: Domain,
-        /// Endpoint.
-        endpoint: Endpoint,
-        /// The decoded path variable (room URI, user URI, domain or URL).
-        target: String,
-        /// Request body.
-        body: Bytes,
-    },
-    /// A local client API call.
-    Client {
-        /// Correlates the response.
-        id: RequestId,
-        /// Who calls.
-        auth: Auth,
-        /// The call.
-        call: ClientCall,
-    },
-    /// The outcome of an earlier [`Output::Send`].
-    Reply {
-        /// The id given in the Send.
-        id: RequestId,
-        /// HTTP status and body, or why no response arrived.
-        result: Result<Reply, SendError>,
-    },
-    /// Time has passed (retry timers, expiry sweeps).
-    Tick,
-}
-
-/// A peer's HTTP response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Body.
-    pub body: Bytes,
-    /// Retry-After, in milliseconds.
-    pub retry_after_ms: Option<u64>,
-}
-
-/// What a client-API call answers (serialized by the shell, JSON or binary).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientReply {
-    /// `POST /register` (the shell adds the token).
-    Registered(Registered),
-    /// `GET /hub`.
-    HubInfo(HubInfo),
-    /// `POST /key-packages`.
-    Published(Published),
-    /// `POST /rooms`.
-    RoomCreated(RoomCreated),
-    /// `POST /subscribe`.
-    Subscribed(Subscribed),
-}
-
-/// A response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Body {
-    /// None.
-    Empty,
-    /// A MIMI (TLS-PL) body.
-    Mimi(Bytes),
-    /// A client-API answer.
-    Client(ClientReply),
-    /// A refusal: one sentence saying what was wrong.
-    Refused(Refusal),
-    /// An asset relayed by `/proxyDownload`.
-    Asset(Bytes),
-}
-
-/// A response the shell sends back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// HTTP status.
-    pub status: u16,
-    /// Body.
-    pub body: Body,
-    /// Retry-After, in seconds.
-    pub retry_after_s: Option<u64>,
-}
-
-impl Response {
-    /// A MIMI body with status 200.
-    pub fn mimi(body: Vec<u8>) -> Self {
-        Self {
-            status: 200,
-            body: Body::Mimi(Bytes::from(body)),
-            retry_after_s: None,
-        }
-    }
-
-    /// A status with no body (201 for notify, consent, abuse).
-    pub fn empty(status: u16) -> Self {
-        Self {
-            status,
-            body: Body::Empty,
-            retry_after_s: None,
-        }
-    }
-
-    /// A client-API answer.
-    pub fn client(status: u16, r: ClientReply) -> Self {
-        Self {
-            status,
-            body: Body::Client(r),
-            retry_after_s: None,
-        }
-    }
-
-    /// A refusal, with the one status its kind maps to.
-    pub fn refused(r: Refusal) -> Self {
-        Self {
-            status: r.status(),
-            retry_after_s: r.retry_after_s(),
-            body: Body::Refused(r),
-        }
-    }
-
-    /// Relays a peer's reply as-is.
-    pub fn relay(r: &Reply) -> Self {
-        Self {
-            status: r.status,
-            body: Body::Mimi(r.body.clone()),
-            retry_after_s: r.retry_after_ms.map(|ms| ms.div_ceil(1000)),
-        }
-    }
-}
-
-/// What the shell must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Answer request `id`.
-    Respond {
-        /// The request or call.
-        id: RequestId,
-        /// The response.
-        response: Response,
-    },
-    /// Send a request to a peer; its outcome comes back as [`Input::Reply`] with this `id`.
-    Send {
-        /// Correlation id (engine-chosen; names this shard).
-        id: RequestId,
-        /// Peer domain.
-        to: Domain,
-        /// Endpoint.
-        endpoint: Endpoint,
-        /// Path variable.
-        target: String,
-        /// Body.
-        body: Bytes,
-    },
-    /// Fetch `url` (an allowed asset of `peer`) and answer request `id` with its body.
-    Fetch {
-        /// The request to answer.
-        id: RequestId,
-        /// The peer whose asset host it is.
-        peer: Domain,
-        /// The https URL.
-        url: String,
-    },
-    /// New deliveries wait for local client `client`.
-    Wake {
-        /// Client id.
-        client: String,
-    },
-}
 
 /// What an outstanding Send is for.
 #[derive(Debug, Clone)]
@@ -466,50 +98,6 @@ pub struct Stats {
     pub outbox_dropped: u64,
     /// Refusals of peer and client requests, by kind.
     pub refusals: BTreeMap<&'static str, u64>,
-}
-
-/// Which shard of `shards` handles `input`: rooms by room URI, users by user name, the rest
-/// shard 0; replies go back to the shard whose id they carry; ticks go to every shard.
-pub fn shard_of(input: &Input, shards: u16) -> u16 {
-    let shards = shards.max(1);
-    let key = match input {
-        Input::Reply { id, .. } => return ((id >> 48) as u16) % shards,
-        Input::Tick => return 0,
-        Input::Peer {
-            endpoint, target, ..
-        } => match endpoint {
-            Endpoint::Update
-            | Endpoint::SubmitMessage
-            | Endpoint::GroupInfo
-            | Endpoint::ReportAbuse
-            | Endpoint::Notify
-            | Endpoint::KeyMaterial => target.as_str(),
-            _ => "",
-        },
-        Input::Client { call, auth, .. } => match call {
-            ClientCall::CreateRoom { room, .. } | ClientCall::Subscribe { room, .. } => {
-                room.as_str()
-            }
-            ClientCall::Room { target, .. } => target.as_str(),
-            ClientCall::Register { user, .. } => user.as_str(),
-            ClientCall::PublishKeyPackages { .. } | ClientCall::Consent(_) => match auth {
-                Auth::Client(c) => c.user.as_str(),
-                _ => "",
-            },
-            ClientCall::HubInfo | ClientCall::IdentifierQuery { .. } => "",
-        },
-    };
-    if key.is_empty() {
-        return 0;
-    }
-    (fnv1a(key.as_bytes()) % u64::from(shards)) as u16
-}
-
-/// FNV-1a: a stable hash (the shard of a room must not change between runs).
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
-        (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The MIMI engine: one shard of one provider's gateway.
@@ -805,30 +393,6 @@ pub fn authenticate(
     token_hash: &[u8; 32],
 ) -> Result<Option<ClientRecord>, StoreError> {
     follower::client_by_token(store, domain, token_hash)
-}
-
-/// What the shards of one gateway share: per-follower outbox byte totals (the cap is per
-/// follower, whichever shard queues for it) and KeyPackage claim quotas.
-#[derive(Debug, Default)]
-pub struct Shared {
-    pub(crate) budget: Mutex<FollowerBudget>,
-    pub(crate) claims: Mutex<ClaimQuotas>,
-}
-
-impl Shared {
-    /// Followers marked out of sync, with the time since when.
-    pub fn out_of_sync(&self) -> BTreeMap<String, u64> {
-        self.budget
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .out_of_sync
-            .clone()
-    }
-}
-
-/// The shard of `shards` that orders `room`.
-pub fn room_shard(room: &mimi_proto::uri::RoomUri, shards: u16) -> u16 {
-    (fnv1a(room.as_str().as_bytes()) % u64::from(shards.max(1))) as u16
 }
 
 /// SHA-256.

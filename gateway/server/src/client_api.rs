@@ -744,7 +744,7 @@ pub async fn fetch_asset(
     let r = peers
         .fetch(host, url, assets.max_bytes as usize)
         .await
-        .map_err(FetchError::Transfer)?;
+        .map_err(|e| FetchError::Transfer(e.to_string()))?;
     if r.status == 200 {
         Ok(r.body.to_vec())
     } else if r.status == 404 {

@@ -27,7 +27,7 @@ use mimi_proto::uri::Domain;
 use tokio::sync::{Notify, oneshot};
 
 use crate::metrics::Metrics;
-use crate::peers::PeerClient;
+use crate::peers::{PeerClient, PeerError};
 
 /// Inputs a shard takes per step at most.
 const MAX_BATCH: usize = 512;
@@ -389,8 +389,8 @@ impl Shard {
                         });
                         let result = work
                             .await
-                            .unwrap_or_else(|e| Err(format!("request task failed: {e}")))
-                            .map_err(SendError);
+                            .unwrap_or_else(|e| Err(PeerError::Task(e.to_string())))
+                            .map_err(|e| SendError(e.to_string()));
                         let reply = Cmd::Input(Box::new(Input::Reply { id, result }), None);
                         // The queue may be full: wait for room rather than lose a reply.
                         let mut cmd = reply;

@@ -40,6 +40,85 @@ pub struct HttpReply {
     pub transport: &'static str,
 }
 
+/// Why a request to a peer produced no HTTP response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// Not in `[[peers]]`.
+    #[error("{0} is not a configured peer")]
+    UnknownPeer(String),
+    /// An asset URL whose host belongs to no configured peer.
+    #[error("{0} is not an asset host of a configured peer")]
+    NotAssetHost(String),
+    /// An asset URL that is not `https://…`.
+    #[error("{0} is not an https URL")]
+    NotHttps(String),
+    /// No answer within `limits.request_timeout_ms`.
+    #[error("{peer} did not answer within {ms} ms")]
+    Timeout {
+        /// The peer.
+        peer: String,
+        /// The limit.
+        ms: u128,
+    },
+    /// The transport could not be set up (socket, QUIC, TLS, HTTP handshake).
+    #[error("{transport} connection to {peer}: {detail}")]
+    Connect {
+        /// The peer.
+        peer: String,
+        /// `h3` or `h2`.
+        transport: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// The connection broke during the exchange.
+    #[error("{transport} exchange with {peer}: {detail}")]
+    Exchange {
+        /// The peer.
+        peer: String,
+        /// `h3` or `h2`.
+        transport: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// The response body is over the cap for this request.
+    #[error("response from {peer} exceeds {max} bytes")]
+    TooLarge {
+        /// The peer.
+        peer: String,
+        /// The cap.
+        max: usize,
+    },
+    /// The directory document could not be had.
+    #[error("{peer}'s directory: {detail}")]
+    Directory {
+        /// The peer.
+        peer: String,
+        /// Status and body, or the parse error.
+        detail: String,
+    },
+    /// The request task ended without a result.
+    #[error("request task failed: {0}")]
+    Task(String),
+}
+
+impl PeerError {
+    fn connect(peer: &str, transport: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Connect {
+            peer: peer.to_owned(),
+            transport,
+            detail: e.to_string(),
+        }
+    }
+    fn exchange(peer: &str, transport: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Exchange {
+            peer: peer.to_owned(),
+            transport,
+            detail: e.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct PeerAddr {
     quic: Option<SocketAddr>,
@@ -194,7 +273,7 @@ impl PeerClient {
         method: Method,
         path: &str,
         body: Bytes,
-    ) -> Result<HttpReply, String> {
+    ) -> Result<HttpReply, PeerError> {
         self.request_capped(peer, method, path, body, MAX_RESPONSE)
             .await
     }
@@ -210,13 +289,13 @@ impl PeerClient {
         path: &str,
         body: Bytes,
         max: usize,
-    ) -> Result<HttpReply, String> {
+    ) -> Result<HttpReply, PeerError> {
         let a = self
             .peers
             .lock()
             .ok()
             .and_then(|p| p.get(peer).cloned())
-            .ok_or_else(|| format!("{peer} is not a configured peer"))?;
+            .ok_or_else(|| PeerError::UnknownPeer(peer.to_owned()))?;
         let fut = async {
             if self.use_quic(peer, &a) {
                 match self
@@ -235,12 +314,12 @@ impl PeerClient {
             }
             self.h2_request(peer, &a, method, path, body, max).await
         };
-        tokio::time::timeout(self.timeout, fut).await.map_err(|_| {
-            format!(
-                "{peer} did not answer within {} ms",
-                self.timeout.as_millis()
-            )
-        })?
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| PeerError::Timeout {
+                peer: peer.to_owned(),
+                ms: self.timeout.as_millis(),
+            })?
     }
 
     fn request_head(
@@ -249,7 +328,7 @@ impl PeerClient {
         method: Method,
         path: &str,
         len: usize,
-    ) -> Result<Request<()>, String> {
+    ) -> Result<Request<()>, PeerError> {
         Request::builder()
             .method(method)
             .uri(format!("https://{peer}{path}"))
@@ -257,20 +336,23 @@ impl PeerClient {
             .header(http::header::CONTENT_TYPE, mimi_proto::media::BODY)
             .header(http::header::CONTENT_LENGTH, len)
             .body(())
-            .map_err(|e| e.to_string())
+            .map_err(|e| PeerError::connect(peer, "h2", e))
     }
 
-    async fn h3_sender(&self, peer: &str, a: &PeerAddr) -> Result<H3Sender, String> {
+    async fn h3_sender(&self, peer: &str, a: &PeerAddr) -> Result<H3Sender, PeerError> {
         let mut cache = self.h3.lock().await;
         if let Some(s) = cache.get(peer) {
             return Ok(s.clone());
         }
-        let endpoint = self.quic.as_ref().ok_or("no QUIC endpoint")?;
-        let addr = a.quic.ok_or("no QUIC address")?;
+        let fail = |e: &dyn std::fmt::Display| PeerError::connect(peer, "h3", e);
+        let endpoint = self
+            .quic
+            .as_ref()
+            .ok_or_else(|| fail(&"no QUIC endpoint"))?;
+        let addr = a.quic.ok_or_else(|| fail(&"no QUIC address"))?;
         let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h3"])
-            .map_err(|e| e.to_string())?;
-        let qc =
-            quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
+        let qc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| fail(&e))?;
         let mut cc = quinn::ClientConfig::new(Arc::new(qc));
         let mut transport = quinn::TransportConfig::default();
         transport.max_idle_timeout(self.idle_timeout.try_into().ok());
@@ -278,12 +360,12 @@ impl PeerClient {
         cc.transport_config(Arc::new(transport));
         let conn = endpoint
             .connect_with(cc, addr, peer)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| fail(&e))?
             .await
-            .map_err(|e| format!("QUIC connection to {peer} at {addr}: {e}"))?;
+            .map_err(|e| fail(&format_args!("at {addr}: {e}")))?;
         let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
         tokio::spawn(async move {
             let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
@@ -299,20 +381,24 @@ impl PeerClient {
         path: &str,
         body: Bytes,
         max: usize,
-    ) -> Result<HttpReply, String> {
+    ) -> Result<HttpReply, PeerError> {
         let mut sender = self.h3_sender(peer, a).await?;
         let head = self.request_head(peer, method, path, body.len())?;
         let result = async {
-            let mut stream = sender.send_request(head).await.map_err(|e| e.to_string())?;
+            let x = |e: &dyn std::fmt::Display| PeerError::exchange(peer, "h3", e);
+            let mut stream = sender.send_request(head).await.map_err(|e| x(&e))?;
             if !body.is_empty() {
-                stream.send_data(body).await.map_err(|e| e.to_string())?;
+                stream.send_data(body).await.map_err(|e| x(&e))?;
             }
-            stream.finish().await.map_err(|e| e.to_string())?;
-            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            stream.finish().await.map_err(|e| x(&e))?;
+            let resp = stream.recv_response().await.map_err(|e| x(&e))?;
             let mut out = bytes::BytesMut::new();
-            while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+            while let Some(mut chunk) = stream.recv_data().await.map_err(|e| x(&e))? {
                 if out.len() + chunk.remaining() > max {
-                    return Err(format!("response from {peer} exceeds {max} bytes"));
+                    return Err(PeerError::TooLarge {
+                        peer: peer.to_owned(),
+                        max,
+                    });
                 }
                 out.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
             }
@@ -330,30 +416,31 @@ impl PeerClient {
         result
     }
 
-    async fn h2_sender(&self, peer: &str, a: &PeerAddr) -> Result<H2Sender, String> {
+    async fn h2_sender(&self, peer: &str, a: &PeerAddr) -> Result<H2Sender, PeerError> {
         let mut cache = self.h2.lock().await;
         if let Some(s) = cache.get(peer)
             && !s.is_closed()
         {
             return Ok(s.clone());
         }
+        let fail = |e: &dyn std::fmt::Display| PeerError::connect(peer, "h2", e);
         let tcp = TcpStream::connect(a.https)
             .await
-            .map_err(|e| format!("TCP connection to {peer} at {}: {e}", a.https))?;
+            .map_err(|e| fail(&format_args!("TCP to {}: {e}", a.https)))?;
         let _ = tcp.set_nodelay(true);
         let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h2"])
-            .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(peer.to_owned()).map_err(|e| e.to_string())?;
+            .map_err(|e| fail(&e))?;
+        let name = ServerName::try_from(peer.to_owned()).map_err(|e| fail(&e))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS to {peer}: {e}"))?;
+            .map_err(|e| fail(&format_args!("TLS: {e}")))?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Some(self.idle_timeout / 3))
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP/2 to {peer}: {e}"))?;
+            .map_err(|e| fail(&e))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -369,22 +456,28 @@ impl PeerClient {
         path: &str,
         body: Bytes,
         max: usize,
-    ) -> Result<HttpReply, String> {
+    ) -> Result<HttpReply, PeerError> {
         let mut sender = self.h2_sender(peer, a).await?;
         let (parts, ()) = self
             .request_head(peer, method, path, body.len())?
             .into_parts();
         let req = Request::from_parts(parts, Full::new(body));
         let result = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
-            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let x = |e: &dyn std::fmt::Display| PeerError::exchange(peer, "h2", e);
+            sender.ready().await.map_err(|e| x(&e))?;
+            let resp = sender.send_request(req).await.map_err(|e| x(&e))?;
             let status = resp.status().as_u16();
             let retry = retry_after(resp.headers());
-            let body = Limited::new(resp.into_body(), max)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let body = match Limited::new(resp.into_body(), max).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(PeerError::TooLarge {
+                        peer: peer.to_owned(),
+                        max,
+                    });
+                }
+                Err(e) => return Err(x(&e)),
+            };
             Ok(HttpReply {
                 status,
                 body,
@@ -403,7 +496,7 @@ impl PeerClient {
     ///
     /// # Errors
     /// Fetch or parse failures.
-    pub async fn directory(&self, peer: &str) -> Result<Directory, String> {
+    pub async fn directory(&self, peer: &str) -> Result<Directory, PeerError> {
         if let Some((d, at)) = self
             .directories
             .lock()
@@ -417,13 +510,19 @@ impl PeerClient {
             .request(peer, Method::GET, WELL_KNOWN_PATH, Bytes::new())
             .await?;
         if r.status != 200 {
-            return Err(format!(
-                "{peer}'s directory answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body).trim()
-            ));
+            return Err(PeerError::Directory {
+                peer: peer.to_owned(),
+                detail: format!(
+                    "answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body).trim()
+                ),
+            });
         }
-        let d = Directory::parse(&r.body).map_err(|e| format!("{peer}'s directory: {e}"))?;
+        let d = Directory::parse(&r.body).map_err(|e| PeerError::Directory {
+            peer: peer.to_owned(),
+            detail: e.to_string(),
+        })?;
         if let Ok(mut m) = self.directories.lock() {
             m.insert(peer.to_owned(), (d.clone(), Instant::now()));
         }
@@ -440,7 +539,7 @@ impl PeerClient {
         endpoint: Endpoint,
         target: &str,
         body: Bytes,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, PeerError> {
         let path = match self.directory(peer).await {
             Ok(d) => d.url(endpoint, target).and_then(|u| {
                 u.split_once("://")
@@ -488,13 +587,15 @@ impl PeerClient {
     ///
     /// # Errors
     /// Unknown host, transport failure, or an asset over `max`.
-    pub async fn fetch(&self, host: &str, url: &str, max: usize) -> Result<HttpReply, String> {
+    pub async fn fetch(&self, host: &str, url: &str, max: usize) -> Result<HttpReply, PeerError> {
         let peer = self
             .asset_hosts
             .get(&host.to_ascii_lowercase())
-            .ok_or_else(|| format!("{host} is not an asset host of a configured peer"))?
+            .ok_or_else(|| PeerError::NotAssetHost(host.to_owned()))?
             .clone();
-        let rest = url.strip_prefix("https://").ok_or("not an https URL")?;
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| PeerError::NotHttps(url.to_owned()))?;
         let path = rest.find('/').map_or("/", |i| &rest[i..]);
         self.request_capped(&peer, Method::GET, path, Bytes::new(), max)
             .await

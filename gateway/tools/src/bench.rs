@@ -67,10 +67,10 @@ fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Load {
 async fn load<F, Fut>(concurrency: usize, duration: Duration, op: F) -> anyhow::Result<Load>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     for _ in 0..20 {
-        op().await.map_err(anyhow::Error::msg)?;
+        op().await?;
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -83,12 +83,12 @@ where
                 op().await?;
                 lat.push(t.elapsed());
             }
-            Ok::<_, String>(lat)
+            Ok::<_, anyhow::Error>(lat)
         }));
     }
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await?.map_err(anyhow::Error::msg)?);
+        all.extend(t.await??);
     }
     Ok(summarize(all, start.elapsed()))
 }
@@ -214,12 +214,12 @@ async fn link_loads(
     let echo = load(concurrency, duration, move || {
         let (conn, payload) = (conn.clone(), payload.clone());
         async move {
-            let (mut s, mut r) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            s.write_all(&payload).await.map_err(|e| e.to_string())?;
-            s.finish().map_err(|e| e.to_string())?;
-            let back = r.read_to_end(1 << 20).await.map_err(|e| e.to_string())?;
+            let (mut s, mut r) = conn.open_bi().await?;
+            s.write_all(&payload).await?;
+            s.finish()?;
+            let back = r.read_to_end(1 << 20).await?;
             if back.len() != payload.len() {
-                return Err("short echo".into());
+                anyhow::bail!("short echo");
             }
             Ok(())
         }
@@ -236,11 +236,7 @@ async fn link_loads(
                     .request("b.example", Method::POST, &path, body)
                     .await?;
                 if r.status != 200 {
-                    return Err(format!(
-                        "status {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    ));
+                    anyhow::bail!("status {}: {}", r.status, String::from_utf8_lossy(&r.body));
                 }
                 Ok(())
             }

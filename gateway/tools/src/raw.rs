@@ -64,11 +64,38 @@ pub struct Raw {
     pub authority: Option<String>,
 }
 
-fn roots(pem: &str) -> Result<RootCertStore, String> {
+/// Why a raw request produced no response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RawError {
+    /// The client's own TLS material (PEM, key, certificate) is unusable.
+    #[error("client TLS configuration: {0}")]
+    Config(String),
+    /// No connection: socket, QUIC or TLS handshake (a refused certificate shows here).
+    #[error("connection: {0}")]
+    Connect(String),
+    /// The connection broke during the request.
+    #[error("exchange: {0}")]
+    Exchange(String),
+    /// No answer within the raw client's 20 s.
+    #[error("timed out")]
+    Timeout,
+}
+
+fn config(e: impl std::fmt::Display) -> RawError {
+    RawError::Config(e.to_string())
+}
+fn connect(e: impl std::fmt::Display) -> RawError {
+    RawError::Connect(e.to_string())
+}
+fn exchange(e: impl std::fmt::Display) -> RawError {
+    RawError::Exchange(e.to_string())
+}
+
+fn roots(pem: &str) -> Result<RootCertStore, RawError> {
     let mut r = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        r.add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        r.add(c.map_err(config)?).map_err(config)?;
     }
     Ok(r)
 }
@@ -100,12 +127,12 @@ impl Raw {
     ///
     /// # Errors
     /// Unreadable PEM.
-    pub fn tls(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, String> {
+    pub fn tls(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, RawError> {
         let b = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .map_err(config)?
         .with_root_certificates(roots(&self.ca_pem)?);
         let mut c = match &self.cert {
             Some(p) => {
@@ -114,9 +141,9 @@ impl Raw {
                         .filter_map(Result::ok)
                         .collect();
                 let key = PrivateKeyDer::from_pem_slice(p.key.as_bytes())
-                    .map_err(|e| format!("client key: {e}"))?;
+                    .map_err(|e| config(format_args!("client key: {e}")))?;
                 b.with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))?
+                    .map_err(|e| config(format_args!("client certificate: {e}")))?
             }
             None => b.with_no_client_auth(),
         };
@@ -130,12 +157,12 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: B,
-    ) -> Result<http::Request<B>, String> {
+    ) -> Result<http::Request<B>, RawError> {
         let mut req = http::Request::builder().method(method).uri(self.uri(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.body(body).map_err(|e| e.to_string())
+        req.body(body).map_err(config)
     }
 
     fn uri(&self, path: &str) -> String {
@@ -148,7 +175,7 @@ impl Raw {
     /// One HTTP/3 request on a new connection.
     ///
     /// # Errors
-    /// Connection, TLS (e.g. a refused certificate) or stream failures, as text.
+    /// Connection, TLS (e.g. a refused certificate) or stream failures.
     pub async fn h3(
         &self,
         addr: SocketAddr,
@@ -156,10 +183,10 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Got, String> {
+    ) -> Result<Got, RawError> {
         tokio::time::timeout(TIMEOUT, self.h3_inner(addr, method, path, headers, body))
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| RawError::Timeout)?
     }
 
     async fn h3_inner(
@@ -169,39 +196,39 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Got, String> {
-        let q = quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3")?)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Got, RawError> {
+        let q =
+            quinn::crypto::rustls::QuicClientConfig::try_from(self.tls(b"h3")?).map_err(config)?;
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0"
         } else {
             "0.0.0.0:0"
         }
         .parse()
-        .map_err(|e: std::net::AddrParseError| e.to_string())?;
-        let mut ep = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        .map_err(connect)?;
+        let mut ep = quinn::Endpoint::client(bind).map_err(connect)?;
         ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(q)));
         let conn = ep
             .connect(addr, &self.server_name)
-            .map_err(|e| e.to_string())?
+            .map_err(connect)?
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(connect)?;
         let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(connect)?;
         tokio::spawn(async move {
             let _ = futures_util::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
         let req = self.request(method, path, headers, ())?;
-        let mut s = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let mut s = send.send_request(req).await.map_err(exchange)?;
         if !body.is_empty() {
             // The server may stop reading an oversized body; that is not an error here.
             let _ = s.send_data(Bytes::from(body)).await;
         }
         let _ = s.finish().await;
-        let resp = s.recv_response().await.map_err(|e| e.to_string())?;
+        let resp = s.recv_response().await.map_err(exchange)?;
         let mut out = Vec::new();
-        while let Some(mut c) = s.recv_data().await.map_err(|e| e.to_string())? {
+        while let Some(mut c) = s.recv_data().await.map_err(exchange)? {
             out.extend_from_slice(&c.copy_to_bytes(c.remaining()));
         }
         Ok(Got {
@@ -215,7 +242,7 @@ impl Raw {
     /// One HTTPS (HTTP/2) request on a new connection.
     ///
     /// # Errors
-    /// Connection, TLS or stream failures, as text (with the TLS alert when the server
+    /// Connection, TLS or stream failures, (with the TLS alert when the server
     /// refused the certificate).
     pub async fn h2(
         &self,
@@ -224,10 +251,10 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Got, String> {
+    ) -> Result<Got, RawError> {
         tokio::time::timeout(TIMEOUT, self.h2_inner(addr, method, path, headers, body))
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| RawError::Timeout)?
     }
 
     async fn h2_inner(
@@ -237,19 +264,19 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Got, String> {
+    ) -> Result<Got, RawError> {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(self.server_name.clone()).map_err(|e| e.to_string())?;
+            .map_err(connect)?;
+        let name = ServerName::try_from(self.server_name.clone()).map_err(config)?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls(b"h2")?))
             .connect(name, tcp)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(connect)?;
         let (mut send, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(connect)?;
         let conn = tokio::spawn(conn);
         let req = self.request(method, path, headers, Full::new(Bytes::from(body)))?;
         let resp = match send.send_request(req).await {
@@ -262,7 +289,7 @@ impl Raw {
                     other => format!("{other:?}"),
                 };
                 let probe = self.probe(addr).await;
-                return Err(format!("{e}; connection: {why}; {probe}"));
+                return Err(exchange(format_args!("{e}; connection: {why}; {probe}")));
             }
         };
         let status = resp.status().as_u16();
@@ -271,7 +298,7 @@ impl Raw {
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(exchange)?
             .to_bytes()
             .to_vec();
         Ok(Got {
@@ -322,7 +349,7 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<Got, String> {
+    ) -> Result<Got, RawError> {
         if transport == "https" {
             self.h2(addr, method, path, headers, body).await
         } else {

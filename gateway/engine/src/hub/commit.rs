@@ -154,7 +154,9 @@ impl<C: OpenMlsCrypto> Engine<C> {
             .ok_or_else(|| Rejected::Policy("no such room".into()))?;
         let pm = commit
             .to_openmls()
-            .and_then(|x| x.try_into_protocol_message().map_err(|e| e.to_string()))
+            .ok()
+            .and_then(|x| x.try_into_protocol_message().ok())
+            .ok_or(())
             .map_err(|_| Rejected::Policy("the commit is not a protocol message".into()))?;
         let processed = match r.group.process_message(&self.crypto, pm) {
             Ok(p) => p,

@@ -181,7 +181,9 @@ impl<C: OpenMlsCrypto> Engine<C> {
         for (i, m) in msgs.iter().enumerate() {
             let pm = m
                 .to_openmls()
-                .and_then(|x| x.try_into_protocol_message().map_err(|e| e.to_string()))
+                .ok()
+                .and_then(|x| x.try_into_protocol_message().ok())
+                .ok_or(())
                 .map_err(|_| Rejected::Policy(format!("proposal {i} is not a protocol message")))?;
             let processed = r
                 .group
