@@ -106,6 +106,10 @@ pub struct PublishKeyPackages {
 pub struct Published {
     /// KeyPackages stored (the last-resort one included).
     pub published: usize,
+    /// Unused one-time KeyPackages the client now has (the last-resort one not counted):
+    /// publishing an empty list asks how many are left.
+    #[serde(default)]
+    pub available: usize,
 }
 
 /// `POST /rooms`.

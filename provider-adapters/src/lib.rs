@@ -9,7 +9,7 @@
 //!
 //! References between messages (replies, edits, deletes, reactions, quotes) are rewritten
 //! through an [`ids::IdMap`], the persisted map between MIMI message IDs (first version and
-//! each version) and each provider's IDs. References to messages the map does not know are
+//! each version) and each provider's IDs, kept as small keyed rows with a retention period. References to messages the map does not know are
 //! degraded as the draft says for unknown targets (a reply without a target, an edit sent as
 //! a new message), and reported.
 //!
@@ -197,12 +197,19 @@ impl Context<'_> {
             Some(r) if !text::is_reaction(c) => self.ids.first_of(&r),
             _ => id,
         };
+        let excerpt = if reaction.is_some() {
+            String::new()
+        } else {
+            text::text_of(&c.nested_part)
+                .map(|t| t.plain)
+                .unwrap_or_default()
+        };
         self.ids.record_mimi(
             id,
             first,
             &sender,
             reaction.as_ref().map(|(t, e)| (*t, e.as_str())),
-            m.bytes(),
+            &excerpt,
         );
         if let Some((target, emoji)) = &reaction {
             self.ids.add_reaction(self.room, &sender, target, emoji, id);
@@ -215,7 +222,7 @@ impl Context<'_> {
             && let Some(r) = c.replaces
         {
             let first = self.ids.first_of(&r);
-            self.ids.forget_bytes(&first);
+            self.ids.forget_text(&first);
         }
         if let Some(n) = native_id {
             self.ids.link(provider, self.native_room, n, id);

@@ -396,7 +396,7 @@ impl Adapter for Matrix {
                     out.lose("delete", format!("the redacted event {target} is unknown"));
                     return Ok(out);
                 };
-                let v = ctx.ids.version(&t).cloned();
+                let v = ctx.ids.version(&t);
                 if v.as_ref().is_some_and(|v| v.sender != sender) {
                     out.lose(
                         "delete",
@@ -407,12 +407,7 @@ impl Adapter for Matrix {
                     return Ok(out);
                 }
                 let b = match v.and_then(|v| v.reaction) {
-                    Some((target_hex, _)) => {
-                        let target: MessageId = target_hex
-                            .parse()
-                            .map_err(|_| AdapterError::Mimi("bad stored id".into()))?;
-                        builder::unreact(sender, ctx.room, salt, t, target)
-                    }
+                    Some((target, _)) => builder::unreact(sender, ctx.room, salt, t, target),
                     None => builder::delete(sender, ctx.room, salt, ctx.ids.first_of(&t)),
                 };
                 out.items.push(ctx.finish(P, event_id.as_deref(), b)?);

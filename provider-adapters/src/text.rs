@@ -145,61 +145,86 @@ pub fn is_reaction(c: &MimiContent) -> bool {
 // ---------------------------------------------------------------------------------------------
 // HTML (Matrix `org.matrix.custom.html`) -> markdown
 
-fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let Some(end) = rest.find(';').filter(|e| *e <= 10) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let ent = &rest[1..end];
-        let c = match ent {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" | "#39" => Some('\''),
-            "nbsp" => Some('\u{a0}'),
-            _ if ent.starts_with("#x") || ent.starts_with("#X") => {
-                u32::from_str_radix(&ent[2..], 16)
-                    .ok()
-                    .and_then(char::from_u32)
-            }
-            _ if ent.starts_with('#') => ent[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match c {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+/// One HTML token, as html5ever's tokenizer reports it (entities decoded, attributes parsed).
+#[derive(Debug)]
+enum Tok {
+    Open(String, Vec<(String, String)>),
+    Close(String),
+    Text(String),
 }
 
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let i = lower.find(&format!("{name}="))?;
-    let v = &tag[i + name.len() + 1..];
-    let (q, v) = match v.chars().next()? {
-        '"' => ('"', &v[1..]),
-        '\'' => ('\'', &v[1..]),
-        _ => (' ', v),
-    };
-    let end = v
-        .find(|c: char| c == q || (q == ' ' && c == '>'))
-        .unwrap_or(v.len());
-    Some(decode_entities(&v[..end]))
+#[derive(Default)]
+struct Sink(std::cell::RefCell<Vec<Tok>>);
+
+impl html5ever::tokenizer::TokenSink for Sink {
+    type Handle = ();
+
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::{TagKind, Token};
+        let mut out = self.0.borrow_mut();
+        match token {
+            Token::TagToken(t) => {
+                let name = t.name.to_string().to_ascii_lowercase();
+                match t.kind {
+                    TagKind::StartTag => {
+                        let attrs = t
+                            .attrs
+                            .iter()
+                            .map(|a| {
+                                (
+                                    a.name.local.to_string().to_ascii_lowercase(),
+                                    a.value.to_string(),
+                                )
+                            })
+                            .collect();
+                        out.push(Tok::Open(name.clone(), attrs));
+                        if t.self_closing {
+                            out.push(Tok::Close(name));
+                        }
+                    }
+                    TagKind::EndTag => out.push(Tok::Close(name)),
+                }
+            }
+            Token::CharacterTokens(t) => match out.last_mut() {
+                Some(Tok::Text(s)) => s.push_str(&t),
+                _ => out.push(Tok::Text(t.to_string())),
+            },
+            _ => {}
+        }
+        html5ever::tokenizer::TokenSinkResult::Continue
+    }
+}
+
+/// Tokenizes HTML with html5ever (the WHATWG tokenizer: entities, attribute quoting and
+/// malformed markup as browsers read them).
+fn tokens(html: &str) -> Vec<Tok> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
+    let tok = Tokenizer::new(Sink::default(), TokenizerOpts::default());
+    let q = BufferQueue::default();
+    q.push_back(StrTendril::from(html));
+    let _ = tok.feed(&q);
+    tok.end();
+    tok.sink.0.take()
+}
+
+fn inline_marker(tag: &str) -> &'static str {
+    match tag {
+        "b" | "strong" => "**",
+        "i" | "em" => "*",
+        _ => "~~",
+    }
+}
+
+fn attr(attrs: &[(String, String)], name: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// Converts Matrix HTML to GFM-MIMI markdown. `link` maps an `href` (e.g. a matrix.to user
@@ -213,151 +238,157 @@ pub fn html_to_markdown(html: &str, link: &dyn Fn(&str) -> Option<String>) -> (S
     let mut skip = 0usize; // inside <mx-reply>
     let mut pre = false;
     let mut code = false;
-    let mut rest = html;
+    let mut inline: Vec<(String, &'static str)> = Vec::new();
     let newline = |out: &mut String, quote: usize| {
         out.push('\n');
         for _ in 0..quote {
             out.push_str("> ");
         }
     };
-    while !rest.is_empty() {
-        if let Some(stripped) = rest.strip_prefix('<') {
-            let end = stripped.find('>').unwrap_or(stripped.len());
-            let tag = &stripped[..end];
-            rest = stripped.get(end + 1..).unwrap_or("");
-            let closing = tag.starts_with('/');
-            let name: String = tag
-                .trim_start_matches('/')
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect::<String>()
-                .to_ascii_lowercase();
-            if name == "mx-reply" {
-                if closing {
-                    skip = skip.saturating_sub(1)
-                } else {
-                    skip += 1
-                }
-                continue;
-            }
-            if skip > 0 {
-                continue;
-            }
-            match (name.as_str(), closing) {
-                ("b" | "strong", _) => out.push_str("**"),
-                ("i" | "em", _) => out.push('*'),
-                ("del" | "s" | "strike", _) => out.push_str("~~"),
-                ("code", closing) if !pre => {
-                    code = !closing;
-                    out.push('`');
-                }
-                ("pre", false) => {
-                    pre = true;
-                    out.push_str("\n```\n");
-                }
-                ("pre", true) => {
-                    pre = false;
-                    out.push_str("\n```\n");
-                }
-                ("br", _) => newline(&mut out, quote),
-                ("p" | "div", true) => {
-                    newline(&mut out, quote);
-                    newline(&mut out, quote);
-                }
-                ("blockquote", false) => {
-                    quote += 1;
-                    newline(&mut out, quote);
-                }
-                ("blockquote", true) => {
-                    quote = quote.saturating_sub(1);
-                    newline(&mut out, quote);
-                }
-                ("ul", false) => lists.push((false, 0)),
-                ("ol", false) => lists.push((true, 0)),
-                ("ul" | "ol", true) => {
-                    lists.pop();
-                    newline(&mut out, quote);
-                }
-                ("li", false) => {
-                    newline(&mut out, quote);
-                    let depth = lists.len().saturating_sub(1);
-                    out.push_str(&"  ".repeat(depth));
-                    match lists.last_mut() {
-                        Some((true, n)) => {
-                            *n += 1;
-                            out.push_str(&format!("{n}. "));
-                        }
-                        _ => out.push_str("- "),
+    for t in tokens(html) {
+        let (name, closing, attrs) = match t {
+            Tok::Open(n, a) => (n, false, a),
+            Tok::Close(n) => (n, true, Vec::new()),
+            Tok::Text(text) => {
+                if skip == 0 {
+                    if pre || code {
+                        out.push_str(&text);
+                    } else {
+                        out.push_str(&escape_markdown(&text.replace('\n', " ")));
                     }
                 }
-                ("h1" | "h2" | "h3" | "h4" | "h5" | "h6", false) => {
-                    newline(&mut out, quote);
-                    let n = name[1..].parse::<usize>().unwrap_or(1);
-                    out.push_str(&"#".repeat(n));
-                    out.push(' ');
-                }
-                ("h1" | "h2" | "h3" | "h4" | "h5" | "h6", true) => newline(&mut out, quote),
-                ("a", false) => {
-                    let href = attr(tag, "href").unwrap_or_default();
-                    links.push(link(&href).unwrap_or(href));
-                    out.push('[');
-                }
-                ("a", true) => {
-                    let href = links.pop().unwrap_or_default();
-                    out.push_str(&format!("]({href})"));
-                }
-                ("img", _) => {
-                    let alt = attr(tag, "alt").unwrap_or_default();
-                    out.push_str(&escape_markdown(&alt));
-                    lost.push(Loss {
-                        feature: "formatting",
-                        detail: format!(
-                            "inline image {:?} kept as its alt text",
-                            attr(tag, "src").unwrap_or_default()
-                        ),
-                    });
-                }
-                ("span" | "font", false)
-                    if attr(tag, "data-mx-color").is_some()
-                        || attr(tag, "color").is_some()
-                        || attr(tag, "data-mx-bg-color").is_some() =>
-                {
-                    lost.push(Loss {
-                        feature: "formatting",
-                        detail: "text colour".into(),
-                    });
-                }
-                ("span", false) if attr(tag, "data-mx-spoiler").is_some() => {
-                    lost.push(Loss {
-                        feature: "formatting",
-                        detail: "spoiler (shown as plain text)".into(),
-                    });
-                }
-                ("table", false) => lost.push(Loss {
-                    feature: "formatting",
-                    detail: "table flattened to lines".into(),
-                }),
-                ("tr", true) => newline(&mut out, quote),
-                ("td" | "th", true) => out.push_str(" | "),
-                ("hr", _) => {
-                    newline(&mut out, quote);
-                    out.push_str("---");
-                    newline(&mut out, quote);
-                }
-                _ => {}
+                continue;
             }
-        } else {
-            let end = rest.find('<').unwrap_or(rest.len());
-            if skip == 0 {
-                let text = decode_entities(&rest[..end]);
-                if pre || code {
-                    out.push_str(&text);
-                } else {
-                    out.push_str(&escape_markdown(&text.replace('\n', " ")));
-                }
+        };
+        let tag = attrs.as_slice();
+        if name == "mx-reply" {
+            if closing {
+                skip = skip.saturating_sub(1);
+            } else {
+                skip += 1;
             }
-            rest = &rest[end..];
+            continue;
         }
+        if skip > 0 {
+            continue;
+        }
+        match (name.as_str(), closing) {
+            ("b" | "strong" | "i" | "em" | "del" | "s" | "strike", false) => {
+                let m = inline_marker(&name);
+                inline.push((name.clone(), m));
+                out.push_str(m);
+            }
+            ("b" | "strong" | "i" | "em" | "del" | "s" | "strike", true) => {
+                // Closes what it opened (and anything left open inside); a stray end tag
+                // closes nothing.
+                if let Some(at) = inline.iter().rposition(|(n, _)| *n == name) {
+                    for (_, m) in inline.drain(at..).rev() {
+                        out.push_str(m);
+                    }
+                }
+            }
+            ("code", closing) if !pre => {
+                code = !closing;
+                out.push('`');
+            }
+            ("pre", false) => {
+                pre = true;
+                out.push_str("\n```\n");
+            }
+            ("pre", true) => {
+                pre = false;
+                out.push_str("\n```\n");
+            }
+            ("br", _) => newline(&mut out, quote),
+            ("p" | "div", true) => {
+                newline(&mut out, quote);
+                newline(&mut out, quote);
+            }
+            ("blockquote", false) => {
+                quote += 1;
+                newline(&mut out, quote);
+            }
+            ("blockquote", true) => {
+                quote = quote.saturating_sub(1);
+                newline(&mut out, quote);
+            }
+            ("ul", false) => lists.push((false, 0)),
+            ("ol", false) => lists.push((true, 0)),
+            ("ul" | "ol", true) => {
+                lists.pop();
+                newline(&mut out, quote);
+            }
+            ("li", false) => {
+                newline(&mut out, quote);
+                let depth = lists.len().saturating_sub(1);
+                out.push_str(&"  ".repeat(depth));
+                match lists.last_mut() {
+                    Some((true, n)) => {
+                        *n += 1;
+                        out.push_str(&format!("{n}. "));
+                    }
+                    _ => out.push_str("- "),
+                }
+            }
+            ("h1" | "h2" | "h3" | "h4" | "h5" | "h6", false) => {
+                newline(&mut out, quote);
+                let n = name[1..].parse::<usize>().unwrap_or(1);
+                out.push_str(&"#".repeat(n));
+                out.push(' ');
+            }
+            ("h1" | "h2" | "h3" | "h4" | "h5" | "h6", true) => newline(&mut out, quote),
+            ("a", false) => {
+                let href = attr(tag, "href").unwrap_or_default();
+                links.push(link(&href).unwrap_or(href));
+                out.push('[');
+            }
+            ("a", true) => {
+                let href = links.pop().unwrap_or_default();
+                out.push_str(&format!("]({href})"));
+            }
+            ("img", _) => {
+                let alt = attr(tag, "alt").unwrap_or_default();
+                out.push_str(&escape_markdown(&alt));
+                lost.push(Loss {
+                    feature: "formatting",
+                    detail: format!(
+                        "inline image {:?} kept as its alt text",
+                        attr(tag, "src").unwrap_or_default()
+                    ),
+                });
+            }
+            ("span" | "font", false)
+                if attr(tag, "data-mx-color").is_some()
+                    || attr(tag, "color").is_some()
+                    || attr(tag, "data-mx-bg-color").is_some() =>
+            {
+                lost.push(Loss {
+                    feature: "formatting",
+                    detail: "text colour".into(),
+                });
+            }
+            ("span", false) if attr(tag, "data-mx-spoiler").is_some() => {
+                lost.push(Loss {
+                    feature: "formatting",
+                    detail: "spoiler (shown as plain text)".into(),
+                });
+            }
+            ("table", false) => lost.push(Loss {
+                feature: "formatting",
+                detail: "table flattened to lines".into(),
+            }),
+            ("tr", true) => newline(&mut out, quote),
+            ("td" | "th", true) => out.push_str(" | "),
+            ("hr", _) => {
+                newline(&mut out, quote);
+                out.push_str("---");
+                newline(&mut out, quote);
+            }
+            _ => {}
+        }
+    }
+    for (_, m) in inline.drain(..).rev() {
+        out.push_str(m);
     }
     // Tidy: no trailing spaces per line, no more than one blank line, trimmed.
     let mut tidy = String::new();
@@ -748,6 +779,29 @@ mod tests {
                 }]
             ),
             "😀 [@bob](mimi://x/u/bob)"
+        );
+    }
+
+    #[test]
+    fn html_is_read_as_a_browser_reads_it() {
+        let none = |_: &str| None;
+        // The hand-written reader took `data-href=` for `href=`.
+        let (md, _) = html_to_markdown(
+            "<a data-href=\"https://evil.example/\" href='https://ok.example/'>x</a>",
+            &none,
+        );
+        assert_eq!(md, "[x](https://ok.example/)");
+        // A `>` inside a quoted attribute, named and numeric entities, unquoted attributes.
+        let (md, _) = html_to_markdown(
+            "<a title=\"a>b\" href=https://x.example/?a=1&amp;b=2>caf&eacute; &#x1F389;</a>",
+            &none,
+        );
+        assert_eq!(md, "[café 🎉](https://x.example/?a=1&b=2)");
+        // A stray end tag closes nothing; what is left open is closed at the end.
+        let (md, _) = html_to_markdown("<b>bold</i> <em>it", &none);
+        assert_eq!(
+            md, "**bold *it***",
+            "as a browser renders it: bold to the end"
         );
     }
 }

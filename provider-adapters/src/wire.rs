@@ -516,8 +516,8 @@ impl Adapter for Wire {
                 Some(r) if null => ctx
                     .ids
                     .version(&r)
-                    .and_then(|v| v.reaction.as_ref())
-                    .and_then(|(t, _)| t.parse().ok())
+                    .and_then(|v| v.reaction)
+                    .map(|(t, _)| t)
                     .or(c.in_reply_to),
                 _ => c.in_reply_to,
             };

@@ -1,9 +1,31 @@
-//! A small XML element tree for XMPP stanzas (quick-xml underneath): parse one element,
-//! serialize with escaping, find children by local name and namespace, and split an XMPP
-//! stream into its top-level stanzas.
+//! XML for XMPP: an element tree with resolved namespaces, built from quick-xml's
+//! namespace-aware reader, serialized with escaping; and the pieces of an XMPP stream (the
+//! `<stream:stream>` header, each top-level stanza, the end).
+//!
+//! Namespaces are resolved as XML Namespaces says: any prefix, declared anywhere in scope, and
+//! the default namespace. Reading is event by event, so a stream may arrive in chunks of any
+//! size, split anywhere, even inside a multi-byte character: [`StreamReader`] is fed through a
+//! `BufRead` (tests, fuzzing) and the bridge feeds the same [`TreeBuilder`] from quick-xml's
+//! async reader.
+//!
+//! Bounds: a stanza over [`MAX_STANZA`] bytes or [`MAX_DEPTH`] levels, and more than
+//! [`MAX_NS_BINDINGS`] namespace declarations in scope, are errors (the stream is then closed
+//! by the caller).
 
-use quick_xml::Reader;
-use quick_xml::events::Event;
+use std::io::BufRead;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{NamespaceResolver, ResolveResult};
+use quick_xml::reader::NsReader;
+
+/// The XMPP streams namespace.
+pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+/// Largest stanza accepted (bytes of its serialization on the wire).
+pub const MAX_STANZA: usize = 1 << 20;
+/// Deepest element nesting accepted inside a stanza.
+pub const MAX_DEPTH: usize = 64;
+/// Most namespace declarations in scope.
+pub const MAX_NS_BINDINGS: usize = 256;
 
 /// A node: element or text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,23 +36,28 @@ pub enum Node {
     Text(String),
 }
 
-/// An element with its namespace (the in-scope default namespace).
+/// An element with its resolved namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Local name (prefix removed).
     pub name: String,
-    /// Namespace URI (from `xmlns`, inherited).
+    /// Namespace URI.
     pub ns: String,
-    /// Attributes except `xmlns`, in document order.
+    /// Attributes except namespace declarations, in document order. Unprefixed attributes by
+    /// local name; `xml:lang` as written; other prefixed attributes as `{namespace}local`.
     pub attrs: Vec<(String, String)>,
     /// Children.
     pub children: Vec<Node>,
 }
 
-/// XML that does not parse.
+/// XML that does not parse, or exceeds a bound.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("XML: {0}")]
 pub struct XmlError(pub String);
+
+fn xe(e: impl std::fmt::Display) -> XmlError {
+    XmlError(e.to_string())
+}
 
 impl Element {
     /// A new element in `ns`.
@@ -86,12 +113,9 @@ impl Element {
 
     /// Child elements.
     pub fn elements(&self) -> impl Iterator<Item = &Self> {
-        self.children.iter().filter_map(|n| {
-            if let Node::Element(e) = n {
-                Some(e)
-            } else {
-                None
-            }
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
         })
     }
 
@@ -99,99 +123,47 @@ impl Element {
     pub fn text(&self) -> String {
         self.children
             .iter()
-            .filter_map(|n| {
-                if let Node::Text(t) = n {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
+            .filter_map(|n| match n {
+                Node::Text(t) => Some(t.as_str()),
+                Node::Element(_) => None,
             })
             .collect()
     }
 
-    /// Parses one element (leading comments and whitespace are skipped). `default_ns` is the
-    /// namespace in scope (e.g. `jabber:component:accept` inside a component stream).
+    /// Parses one element (leading comments, declarations and whitespace are skipped).
+    /// `default_ns` is the default namespace in scope (e.g. `jabber:component:accept` inside a
+    /// component stream).
     ///
     /// # Errors
-    /// Malformed XML or more than one root.
+    /// Malformed XML, more than one root, or a bound exceeded.
     pub fn parse(xml: &str, default_ns: &str) -> Result<Self, XmlError> {
-        let mut r = Reader::from_str(xml);
+        if xml.len() > MAX_STANZA {
+            return Err(XmlError(format!("more than {MAX_STANZA} bytes")));
+        }
+        let mut r = NsReader::from_str(xml);
         r.config_mut().trim_text(false);
-        let mut stack: Vec<Self> = Vec::new();
-        let mut root: Option<Self> = None;
+        r.resolver_mut().set_max_namespace_bindings(MAX_NS_BINDINGS);
+        let mut b = TreeBuilder::document(default_ns);
+        let mut root = None;
         loop {
             let ev = r
                 .read_event()
                 .map_err(|e| XmlError(format!("at byte {}: {e}", r.buffer_position())))?;
-            match ev {
-                Event::Start(s) | Event::Empty(s) if root.is_some() => {
-                    let _ = s;
+            if matches!(ev, Event::Eof) {
+                break;
+            }
+            if let Some(StreamItem::Stanza(e)) = b.handle(r.resolver(), ev)? {
+                if root.is_some() {
                     return Err(XmlError("more than one root element".into()));
                 }
-                Event::Start(s) => {
-                    let parent_ns = stack
-                        .last()
-                        .map_or(default_ns, |p| p.ns.as_str())
-                        .to_owned();
-                    stack.push(open(&s, &parent_ns)?);
-                }
-                Event::Empty(s) => {
-                    let parent_ns = stack
-                        .last()
-                        .map_or(default_ns, |p| p.ns.as_str())
-                        .to_owned();
-                    let e = open(&s, &parent_ns)?;
-                    match stack.last_mut() {
-                        Some(p) => p.children.push(Node::Element(e)),
-                        None => root = Some(e),
-                    }
-                }
-                Event::End(_) => {
-                    let e = stack
-                        .pop()
-                        .ok_or_else(|| XmlError("unbalanced end tag".into()))?;
-                    match stack.last_mut() {
-                        Some(p) => p.children.push(Node::Element(e)),
-                        None => root = Some(e),
-                    }
-                }
-                Event::Text(t) => {
-                    if let Some(p) = stack.last_mut() {
-                        push_text(p, &t.xml10_content());
-                    } else if !t.trim().is_empty() {
-                        return Err(XmlError("text outside the root element".into()));
-                    }
-                }
-                Event::CData(t) => {
-                    if let Some(p) = stack.last_mut() {
-                        push_text(p, &t.xml10_content());
-                    }
-                }
-                Event::GeneralRef(g) => {
-                    if let Some(p) = stack.last_mut() {
-                        let s = match g.resolve_char_ref().map_err(|e| XmlError(e.to_string()))? {
-                            Some(c) => c.to_string(),
-                            None => quick_xml::escape::unescape(&format!("&{};", &*g))
-                                .map_err(|e| XmlError(e.to_string()))?
-                                .into_owned(),
-                        };
-                        push_text(p, &s);
-                    }
-                }
-                Event::Eof => break,
-                _ => {}
+                root = Some(e);
             }
         }
-        if !stack.is_empty() {
-            return Err(XmlError(format!(
-                "<{}> is not closed",
-                stack.last().map_or("", |e| e.name.as_str())
-            )));
-        }
+        b.finish()?;
         root.ok_or_else(|| XmlError("no element".into()))
     }
 
-    /// Serializes (namespaces written where they change from `parent_ns`).
+    /// Serializes; the namespace is declared where it differs from `parent_ns`.
     pub fn to_xml(&self, parent_ns: &str) -> String {
         let mut out = String::new();
         self.write(&mut out, parent_ns);
@@ -202,10 +174,23 @@ impl Element {
         out.push('<');
         out.push_str(&self.name);
         if self.ns != parent_ns {
-            out.push_str(&format!(" xmlns=\"{}\"", escape(&self.ns)));
+            out.push_str(" xmlns=\"");
+            out.push_str(&escape(&self.ns));
+            out.push('"');
         }
+        let mut n = 0;
         for (k, v) in &self.attrs {
-            out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+            match k.strip_prefix('{').and_then(|r| r.split_once('}')) {
+                Some((ns, local)) => {
+                    n += 1;
+                    out.push_str(&format!(
+                        " xmlns:a{n}=\"{}\" a{n}:{local}=\"{}\"",
+                        escape(ns),
+                        escape(v)
+                    ));
+                }
+                None => out.push_str(&format!(" {k}=\"{}\"", escape(v))),
+            }
         }
         if self.children.is_empty() {
             out.push_str("/>");
@@ -218,43 +203,10 @@ impl Element {
                 Node::Text(t) => out.push_str(&escape(t)),
             }
         }
-        out.push_str(&format!("</{}>", self.name));
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push('>');
     }
-}
-
-fn push_text(p: &mut Element, s: &str) {
-    if let Some(Node::Text(last)) = p.children.last_mut() {
-        last.push_str(s);
-    } else {
-        p.children.push(Node::Text(s.to_owned()));
-    }
-}
-
-fn open(s: &quick_xml::events::BytesStart<'_>, parent_ns: &str) -> Result<Element, XmlError> {
-    let qname = s.name().into_inner().to_owned();
-    let name = qname.rsplit(':').next().unwrap_or(&qname).to_owned();
-    let mut e = Element {
-        name,
-        ns: parent_ns.to_owned(),
-        ..Element::default()
-    };
-    for a in s.attributes() {
-        let a = a.map_err(|e| XmlError(e.to_string()))?;
-        let k = a.key.into_inner().to_owned();
-        let v = a
-            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|e| XmlError(e.to_string()))?
-            .into_owned();
-        if k == "xmlns" {
-            e.ns = v;
-        } else if !k.starts_with("xmlns:") {
-            e.attrs.push((k, v));
-        }
-    }
-    if qname.starts_with("stream:") {
-        e.ns = "http://etherx.jabber.org/streams".into();
-    }
-    Ok(e)
 }
 
 /// Escapes text and attribute values.
@@ -262,109 +214,260 @@ pub fn escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
-/// Splits an XMPP stream into top-level stanzas as bytes arrive: the stream header, then each
-/// complete child of `<stream:stream>`.
-#[derive(Debug, Default)]
-pub struct StreamSplitter {
-    buf: String,
-    header_seen: bool,
-}
-
 /// A piece of an XMPP stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamItem {
     /// The opening `<stream:stream ...>` tag (its attributes).
     Header(Vec<(String, String)>),
-    /// One complete stanza's XML.
-    Stanza(String),
+    /// One complete top-level stanza.
+    Stanza(Element),
     /// `</stream:stream>`.
     End,
 }
 
-/// Largest stanza accepted (bytes).
-pub const MAX_STANZA: usize = 1 << 20;
+/// Builds elements from quick-xml events: in document mode the root element is the result;
+/// in stream mode the root must be `<stream>` of [`NS_STREAMS`] and each of its children is a
+/// stanza.
+#[derive(Debug)]
+pub struct TreeBuilder {
+    stream: bool,
+    default_ns: String,
+    header_seen: bool,
+    ended: bool,
+    stack: Vec<Element>,
+}
 
-impl StreamSplitter {
-    /// Feeds bytes; returns the items completed by them.
-    ///
-    /// # Errors
-    /// A stanza larger than [`MAX_STANZA`] or invalid UTF-8.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<StreamItem>, XmlError> {
-        self.buf
-            .push_str(std::str::from_utf8(bytes).map_err(|e| XmlError(e.to_string()))?);
-        let mut out = Vec::new();
-        loop {
-            let trimmed = self.buf.trim_start();
-            let skip = self.buf.len() - trimmed.len();
-            self.buf.drain(..skip);
-            if self.buf.starts_with("<?") {
-                match self.buf.find("?>") {
-                    Some(i) => {
-                        self.buf.drain(..i + 2);
-                        continue;
-                    }
-                    None => break,
-                }
-            }
-            if !self.header_seen {
-                let Some(i) = self.buf.find('>') else { break };
-                let tag = self.buf[..=i].to_owned();
-                self.buf.drain(..=i);
-                let e = Element::parse(&format!("{}</stream:stream>", tag), "")
-                    .map_err(|e| XmlError(format!("stream header: {e}")))?;
-                self.header_seen = true;
-                out.push(StreamItem::Header(e.attrs));
-                continue;
-            }
-            if self.buf.starts_with("</stream:stream") {
-                out.push(StreamItem::End);
-                self.buf.clear();
-                break;
-            }
-            match stanza_end(&self.buf) {
-                Some(n) => {
-                    let s: String = self.buf.drain(..n).collect();
-                    out.push(StreamItem::Stanza(s));
-                }
-                None => {
-                    if self.buf.len() > MAX_STANZA {
-                        return Err(XmlError(format!("a stanza exceeds {MAX_STANZA} bytes")));
-                    }
-                    break;
-                }
-            }
-        }
-        Ok(out)
+fn ns_of(r: &ResolveResult<'_>, fallback: &str) -> Result<String, XmlError> {
+    match r {
+        ResolveResult::Bound(ns) => Ok(ns.into_inner().to_owned()),
+        ResolveResult::Unbound => Ok(fallback.to_owned()),
+        ResolveResult::Unknown(p) => Err(XmlError(format!("undeclared namespace prefix {:?}", p))),
     }
 }
 
-/// The length of the first complete element in `s` (which starts with `<`), if complete.
-fn stanza_end(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'<' {
-            i += 1;
-            continue;
-        }
-        let close = s[i..].find('>')? + i;
-        let tag = &s[i..=close];
-        if tag.starts_with("<!--") {
-            i = s[i..].find("-->")? + i + 3;
-            continue;
-        }
-        if tag.starts_with("</") {
-            depth = depth.checked_sub(1)?;
-        } else if !tag.ends_with("/>") && !tag.starts_with("<?") {
-            depth += 1;
-        }
-        i = close + 1;
-        if depth == 0 {
-            return Some(i);
+impl TreeBuilder {
+    /// For one element whose default namespace (when none is declared) is `default_ns`.
+    pub fn document(default_ns: &str) -> Self {
+        Self {
+            stream: false,
+            default_ns: default_ns.to_owned(),
+            header_seen: true,
+            ended: false,
+            stack: Vec::new(),
         }
     }
-    None
+
+    /// For an XMPP stream whose content namespace (when none is declared) is `default_ns`.
+    pub fn stream(default_ns: &str) -> Self {
+        Self {
+            stream: true,
+            default_ns: default_ns.to_owned(),
+            header_seen: false,
+            ended: false,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Depth of the element being built (0 between stanzas).
+    pub fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    fn open(&self, r: &NamespaceResolver, s: &BytesStart<'_>) -> Result<Element, XmlError> {
+        let (ns, local) = r.resolve_element(s.name());
+        let mut e = Element {
+            name: local.into_inner().to_owned(),
+            ns: ns_of(&ns, &self.default_ns)?,
+            ..Element::default()
+        };
+        for a in s.attributes() {
+            let a = a.map_err(xe)?;
+            if a.key.as_namespace_binding().is_some() {
+                continue;
+            }
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(xe)?
+                .into_owned();
+            let raw = a.key.into_inner().to_owned();
+            let key = if raw.starts_with("xml:") {
+                raw
+            } else {
+                match r.resolve_attribute(a.key) {
+                    (ResolveResult::Unbound, local) => local.into_inner().to_owned(),
+                    (ResolveResult::Bound(ns), local) => {
+                        format!("{{{}}}{}", ns.into_inner(), local.into_inner())
+                    }
+                    (ResolveResult::Unknown(p), _) => {
+                        return Err(XmlError(format!("undeclared attribute prefix {:?}", p)));
+                    }
+                }
+            };
+            e.attrs.push((key, v));
+        }
+        Ok(e)
+    }
+
+    fn text(&mut self, t: &str) -> Result<(), XmlError> {
+        match self.stack.last_mut() {
+            Some(p) => {
+                if let Some(Node::Text(last)) = p.children.last_mut() {
+                    last.push_str(t);
+                } else {
+                    p.children.push(Node::Text(t.to_owned()));
+                }
+                Ok(())
+            }
+            None if t.trim().is_empty() => Ok(()),
+            None => Err(XmlError("text outside an element".into())),
+        }
+    }
+
+    fn close(&mut self, e: Element) -> Option<StreamItem> {
+        match self.stack.last_mut() {
+            Some(p) => {
+                p.children.push(Node::Element(e));
+                None
+            }
+            None => Some(StreamItem::Stanza(e)),
+        }
+    }
+
+    /// Takes one event (read from a reader whose resolver is `r`); returns what it completes.
+    ///
+    /// # Errors
+    /// A structure error, an undeclared prefix, a bound exceeded, or content after the end.
+    pub fn handle(
+        &mut self,
+        r: &NamespaceResolver,
+        ev: Event<'_>,
+    ) -> Result<Option<StreamItem>, XmlError> {
+        if self.ended && !matches!(ev, Event::Eof) {
+            return Err(XmlError("content after the end of the stream".into()));
+        }
+        match ev {
+            Event::Start(s) if !self.header_seen => {
+                let e = self.open(r, &s)?;
+                if e.name != "stream" || e.ns != NS_STREAMS {
+                    return Err(XmlError(format!(
+                        "expected <stream:stream>, got <{}> in {:?}",
+                        e.name, e.ns
+                    )));
+                }
+                self.header_seen = true;
+                Ok(Some(StreamItem::Header(e.attrs)))
+            }
+            Event::Empty(s) if !self.header_seen => Err(XmlError(format!(
+                "the stream header <{}/> closes the stream at once",
+                s.name().into_inner()
+            ))),
+            Event::Start(s) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(XmlError(format!("nesting deeper than {MAX_DEPTH}")));
+                }
+                let e = self.open(r, &s)?;
+                self.stack.push(e);
+                Ok(None)
+            }
+            Event::Empty(s) => {
+                let e = self.open(r, &s)?;
+                Ok(self.close(e))
+            }
+            Event::End(_) => match self.stack.pop() {
+                Some(e) => Ok(self.close(e)),
+                None if self.stream => {
+                    self.ended = true;
+                    Ok(Some(StreamItem::End))
+                }
+                None => Err(XmlError("unbalanced end tag".into())),
+            },
+            Event::Text(t) => {
+                let s = t.xml10_content();
+                self.text(&s).map(|()| None)
+            }
+            Event::CData(t) => {
+                let s = t.xml10_content();
+                self.text(&s).map(|()| None)
+            }
+            Event::GeneralRef(g) => {
+                let s = match g.resolve_char_ref().map_err(xe)? {
+                    Some(c) => c.to_string(),
+                    None => quick_xml::escape::unescape(&format!("&{};", &*g))
+                        .map_err(xe)?
+                        .into_owned(),
+                };
+                self.text(&s).map(|()| None)
+            }
+            Event::DocType(_) => Err(XmlError("DTDs are not allowed".into())),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::Eof => Ok(None),
+        }
+    }
+
+    /// Checks that nothing is left open (document mode).
+    ///
+    /// # Errors
+    /// An unclosed element.
+    pub fn finish(&self) -> Result<(), XmlError> {
+        match self.stack.last() {
+            Some(e) => Err(XmlError(format!("<{}> is not closed", e.name))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An XMPP stream read through any `BufRead`, item by item (tests and fuzzing; the bridge
+/// reads sockets asynchronously with the same [`TreeBuilder`]).
+#[derive(Debug)]
+pub struct StreamReader<R> {
+    reader: NsReader<R>,
+    builder: TreeBuilder,
+    buf: Vec<u8>,
+    stanza_start: u64,
+}
+
+impl<R: BufRead> StreamReader<R> {
+    /// Reads an XMPP stream whose content namespace is `default_ns`.
+    pub fn new(r: R, default_ns: &str) -> Self {
+        let mut reader = NsReader::from_reader(r);
+        reader.config_mut().trim_text(false);
+        reader
+            .resolver_mut()
+            .set_max_namespace_bindings(MAX_NS_BINDINGS);
+        Self {
+            reader,
+            builder: TreeBuilder::stream(default_ns),
+            buf: Vec::new(),
+            stanza_start: 0,
+        }
+    }
+
+    /// The next item; `None` at the end of input.
+    ///
+    /// # Errors
+    /// Malformed XML (including bytes that are not UTF-8) or a bound exceeded.
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, XmlError> {
+        loop {
+            if self.builder.depth() == 0 {
+                self.stanza_start = self.reader.buffer_position();
+            }
+            self.buf.clear();
+            let ev = self
+                .reader
+                .read_event_into(&mut self.buf)
+                .map_err(|e| XmlError(format!("at byte {}: {e}", self.reader.buffer_position())))?;
+            if matches!(ev, Event::Eof) {
+                return Ok(None);
+            }
+            let item = self.builder.handle(self.reader.resolver(), ev)?;
+            let size = self.reader.buffer_position() - self.stanza_start;
+            if size > MAX_STANZA as u64 {
+                return Err(XmlError(format!("a stanza exceeds {MAX_STANZA} bytes")));
+            }
+            if item.is_some() {
+                return Ok(item);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -384,22 +487,98 @@ mod tests {
         let back = e.to_xml("");
         assert_eq!(Element::parse(&back, "").unwrap(), e);
         assert!(Element::parse("<a><b></a>", "").is_err());
+        assert!(Element::parse("<a/><b/>", "").is_err());
     }
 
     #[test]
-    fn splits_a_stream() {
-        let mut s = StreamSplitter::default();
-        let mut items = s.feed(b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='c.example'>").unwrap();
-        items.extend(s.feed(b"<handshake/><message to='x'><bo").unwrap());
-        items.extend(s.feed(b"dy>hi</body></message></stream:stream>").unwrap());
+    fn prefixes_resolve_to_namespaces() {
+        // The hand-written splitter knew only `stream:`; any prefix must resolve.
+        let x = "<c:message xmlns:c='jabber:client' xmlns:r='urn:xmpp:reply:0' c:id='1' id='2'>\
+                 <c:body>hi</c:body><r:reply id='x'/></c:message>";
+        let e = Element::parse(x, "").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.ns.as_str()),
+            ("message", "jabber:client")
+        );
+        assert_eq!(e.find("body", "jabber:client").unwrap().text(), "hi");
+        assert_eq!(
+            e.find("reply", "urn:xmpp:reply:0").unwrap().get("id"),
+            Some("x")
+        );
+        assert_eq!(e.get("id"), Some("2"));
+        assert_eq!(e.get("{jabber:client}id"), Some("1"));
+        assert_eq!(Element::parse(&e.to_xml(""), "").unwrap(), e);
+        assert!(Element::parse("<x:a/>", "").is_err(), "undeclared prefix");
+    }
+
+    /// A reader that hands out one byte at a time: every possible split of the input.
+    struct Dribble<'a>(&'a [u8]);
+    impl std::io::Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    fn items(bytes: &[u8]) -> Result<Vec<StreamItem>, XmlError> {
+        let mut r = StreamReader::new(
+            std::io::BufReader::with_capacity(1, Dribble(bytes)),
+            "jabber:component:accept",
+        );
+        let mut out = Vec::new();
+        while let Some(i) = r.next_item()? {
+            out.push(i);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_stream_in_one_byte_reads_with_multibyte_characters() {
+        // `é` and `🎉` are split across reads: the hand-written splitter stopped for good.
+        let s = "<?xml version='1.0'?><s:stream xmlns='jabber:component:accept' \
+                 xmlns:s='http://etherx.jabber.org/streams' id='abc' from='c.example'>\
+                 <handshake/><message to='x'><body>café 🎉</body></message></s:stream>";
+        let items = items(s.as_bytes()).unwrap();
         assert!(
             matches!(&items[0], StreamItem::Header(a) if a.iter().any(|(k, v)| k == "id" && v == "abc"))
         );
-        assert_eq!(items[1], StreamItem::Stanza("<handshake/>".into()));
+        let StreamItem::Stanza(h) = &items[1] else {
+            panic!("{items:?}")
+        };
         assert_eq!(
-            items[2],
-            StreamItem::Stanza("<message to='x'><body>hi</body></message>".into())
+            (h.name.as_str(), h.ns.as_str()),
+            ("handshake", "jabber:component:accept")
+        );
+        let StreamItem::Stanza(m) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            m.find("body", "jabber:component:accept").unwrap().text(),
+            "café 🎉"
         );
         assert_eq!(items[3], StreamItem::End);
+    }
+
+    #[test]
+    fn bounds_and_garbage_are_errors() {
+        let head = "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>";
+        let deep = format!("{head}{}", "<a>".repeat(MAX_DEPTH + 1));
+        assert!(items(deep.as_bytes()).is_err());
+        let big = format!(
+            "{head}<message><body>{}</body></message>",
+            "x".repeat(MAX_STANZA)
+        );
+        assert!(items(big.as_bytes()).is_err());
+        assert!(items(b"<notastream/>").is_err());
+        let mut bad = format!("{head}<a>").into_bytes();
+        bad.extend_from_slice(b"\xff</a>");
+        assert!(items(&bad).is_err());
+        assert!(items(format!("{head}<!DOCTYPE x><a/>").as_bytes()).is_err());
     }
 }

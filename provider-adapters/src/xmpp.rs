@@ -521,8 +521,8 @@ impl Adapter for Xmpp {
                 (Some(r), _) if null => ctx
                     .ids
                     .version(&r)
-                    .and_then(|v| v.reaction.as_ref())
-                    .and_then(|(t, _)| t.parse().ok())
+                    .and_then(|v| v.reaction)
+                    .map(|(t, _)| t)
                     .or(c.in_reply_to),
                 (_, t) => t,
             };
@@ -664,13 +664,7 @@ impl Adapter for Xmpp {
         } else if let Some(p) = c.in_reply_to {
             match Self::native(ctx, &p) {
                 Some(n) => {
-                    let quoted = ctx
-                        .ids
-                        .bytes_of(&p)
-                        .and_then(|b| Message::decode(b).ok())
-                        .and_then(|m| text::text_of(&m.content().nested_part))
-                        .map(|t| t.plain)
-                        .unwrap_or_default();
+                    let quoted = ctx.ids.version(&p).map(|v| v.excerpt).unwrap_or_default();
                     let fallback: String = quoted.lines().map(|l| format!("> {l}\n")).collect();
                     let n_cp = fallback.chars().count();
                     let shift = |e: &mut Element| {

@@ -1,6 +1,7 @@
 //! External joins: GroupInfo requests and external commits.
 
-use mimi_proto::codec::{Bytes, Wire};
+use mimi_proto::codec::{Bytes, Uri, Wire};
+use mimi_proto::components::{ParticipantListUpdate, UserRolePair, ids};
 use mimi_proto::messages::{
     GroupInfoCode, GroupInfoOption, GroupInfoRatchetTreeTbe, GroupInfoRequest, GroupInfoResponse,
     HandshakeBundle, Protocol, RatchetTreeOption,
@@ -9,6 +10,7 @@ use mimi_proto::mls::MlsMessage;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 
+use crate::room::stage_app_data;
 use crate::{CIPHERSUITE, ClientError, GroupInfoKey, Member, capabilities, join_config, mls};
 
 impl Member {
@@ -41,8 +43,8 @@ impl Member {
         )
     }
 
-    /// Joins `room` by external commit from the hub's GroupInfoResponse; returns the
-    /// UpdateRequest body (then [`Member::commit_accepted`]).
+    /// Joins `room` by external commit from the hub's GroupInfoResponse, as a new device of a
+    /// participant; returns the UpdateRequest body (then [`Member::commit_accepted`]).
     ///
     /// # Errors
     /// [`ClientError`] (refused, bad signature, undecryptable).
@@ -51,6 +53,31 @@ impl Member {
         room: &str,
         response: &[u8],
         key: &GroupInfoKey,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.join_by_external_commit(room, response, key, None)
+    }
+
+    /// Joins an open room (role 0 may open-join) by external commit that also adds this
+    /// member's user to the participant list with `role`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn open_join(
+        &mut self,
+        room: &str,
+        response: &[u8],
+        key: &GroupInfoKey,
+        role: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.join_by_external_commit(room, response, key, Some(role))
+    }
+
+    fn join_by_external_commit(
+        &mut self,
+        room: &str,
+        response: &[u8],
+        key: &GroupInfoKey,
+        self_add: Option<u32>,
     ) -> Result<Vec<u8>, ClientError> {
         let resp = GroupInfoResponse::from_bytes(response)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -114,7 +141,7 @@ impl Member {
             };
             proposals.push(pm);
         }
-        let (group, bundle) = MlsGroup::external_commit_builder()
+        let mut builder = MlsGroup::external_commit_builder()
             .with_config(join_config())
             .with_ratchet_tree(tree)
             .with_proposals(proposals)
@@ -124,10 +151,27 @@ impl Member {
                 LeafNodeParameters::builder()
                     .with_capabilities(capabilities())
                     .build(),
-            )
+            );
+        if let Some(role) = self_add {
+            let update = ParticipantListUpdate {
+                changed_role_participants: vec![],
+                removed_indices: vec![],
+                added_participants: vec![UserRolePair {
+                    user: Uri::from(self.user.as_str()),
+                    role_index: role,
+                }],
+            };
+            builder = builder.add_app_data_update_proposal(AppDataUpdateProposal::update(
+                ids::PARTICIPANT_LIST,
+                update.to_bytes(),
+            ));
+        }
+        let mut stage = builder
             .load_psks(self.provider.storage())
             .map_err(mls)?
-            .create_group_info(true)
+            .create_group_info(true);
+        stage_app_data(&mut stage)?;
+        let (group, bundle) = stage
             .build(
                 self.provider.rand(),
                 self.provider.crypto(),

@@ -428,38 +428,7 @@ impl Member {
             .load_psks(provider.storage())
             .map_err(mls)?
             .create_group_info(true);
-        let ops: Vec<(u16, AppDataOp)> = stage
-            .app_data_update_proposals()
-            .map(|p| {
-                (
-                    p.component_id(),
-                    match p.operation() {
-                        AppDataUpdateOperation::Update(d) => {
-                            AppDataOp::Update(d.as_slice().to_vec())
-                        }
-                        AppDataUpdateOperation::Remove => AppDataOp::Remove,
-                    },
-                )
-            })
-            .collect();
-        let changes = if ops.is_empty() {
-            None
-        } else {
-            let mut updater = stage.app_data_dictionary_updater();
-            let resolved = mimi_proto::components::resolve_app_data(
-                |id| updater.old_value(id).map(<[u8]>::to_vec),
-                &ops,
-            )
-            .map_err(ClientError::Invalid)?;
-            for (id, v) in resolved.changes {
-                match v {
-                    Some(d) => updater.set(ComponentData::from_parts(id, d.into())),
-                    None => updater.remove(&id),
-                }
-            }
-            updater.changes()
-        };
-        stage.with_app_data_dictionary_updates(changes);
+        stage_app_data(&mut stage)?;
         let bundle = stage
             .build(provider.rand(), provider.crypto(), signer, |_| true)
             .map_err(mls)?
@@ -523,4 +492,42 @@ impl Member {
             .clear_pending_commit(provider.storage())
             .map_err(mls)
     }
+}
+
+/// Computes the dictionary changes of a commit's AppDataUpdate proposals (the rule is
+/// `mimi_proto::components::resolve_app_data`, the hub's too) and sets them on the stage.
+pub(crate) fn stage_app_data<G: std::borrow::BorrowMut<MlsGroup>>(
+    stage: &mut CommitBuilder<'_, LoadedPsks, G>,
+) -> Result<(), ClientError> {
+    let ops: Vec<(u16, AppDataOp)> = stage
+        .app_data_update_proposals()
+        .map(|p| {
+            (
+                p.component_id(),
+                match p.operation() {
+                    AppDataUpdateOperation::Update(d) => AppDataOp::Update(d.as_slice().to_vec()),
+                    AppDataUpdateOperation::Remove => AppDataOp::Remove,
+                },
+            )
+        })
+        .collect();
+    let changes = if ops.is_empty() {
+        None
+    } else {
+        let mut updater = stage.app_data_dictionary_updater();
+        let resolved = mimi_proto::components::resolve_app_data(
+            |id| updater.old_value(id).map(<[u8]>::to_vec),
+            &ops,
+        )
+        .map_err(ClientError::Invalid)?;
+        for (id, v) in resolved.changes {
+            match v {
+                Some(d) => updater.set(ComponentData::from_parts(id, d.into())),
+                None => updater.remove(&id),
+            }
+        }
+        updater.changes()
+    };
+    stage.with_app_data_dictionary_updates(changes);
+    Ok(())
 }

@@ -362,12 +362,15 @@ impl Gateway {
         )));
         let bridges = crate::bridge_io::start_bridges(
             &cfg,
-            addrs.client_api,
-            Arc::clone(&store),
-            assets,
-            Arc::clone(&peer_client),
-            asset_base,
-            stop_rx.clone(),
+            crate::bridge_io::BridgeContext {
+                client_api: addrs.client_api,
+                store: Arc::clone(&store),
+                assets,
+                peers: Arc::clone(&peer_client),
+                asset_base,
+                wakes: engine.wakes.bridges(),
+                stop: stop_rx.clone(),
+            },
         )
         .await?;
         ready.set(true);

@@ -2,6 +2,7 @@
 //! bridges; native clients in other languages speak the same HTTP, see docs/client-api.md).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -75,8 +76,13 @@ pub use mimi_proto::client_api::{Delivery, DeliveryKind, EventsPage as Events};
 pub struct ApiClient {
     addr: SocketAddr,
     token: Option<String>,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Idle keep-alive connections, shared by the clients made with [`ApiClient::for_token`]
+    /// (a bridge acting for many users keeps few connections).
+    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
 }
+
+/// Idle connections kept per pool; more are closed after use.
+const MAX_IDLE: usize = 32;
 
 impl ApiClient {
     /// A client of the API at `addr` without a token (register, hub info).
@@ -84,7 +90,7 @@ impl ApiClient {
         Self {
             addr,
             token: None,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
         }
     }
 
@@ -93,8 +99,22 @@ impl ApiClient {
         Self {
             addr,
             token: Some(token.to_owned()),
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
         }
+    }
+
+    /// A client presenting `token` that shares this client's connections.
+    pub fn for_token(&self, token: &str) -> Self {
+        Self {
+            addr: self.addr,
+            token: Some(token.to_owned()),
+            idle: Arc::clone(&self.idle),
+        }
+    }
+
+    /// The client API's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The token, once registered.
@@ -192,7 +212,12 @@ impl ApiClient {
             .await
             .map_err(|e| self.transport(e))?
             .to_bytes();
-        self.idle.lock().await.push(conn);
+        {
+            let mut idle = self.idle.lock().await;
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
         Ok(ApiResponse {
             status,
             body,
@@ -265,7 +290,7 @@ impl ApiClient {
         let linker = Self {
             addr: self.addr,
             token: self.token.clone(),
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
         };
         let reg: Registered = linker
             .json_call(
@@ -332,6 +357,25 @@ impl ApiClient {
     /// As for every call.
     pub async fn publish(&self, kps: &[Vec<u8>]) -> Result<(), ApiError> {
         self.publish_with(kps, None).await.map(|_| ())
+    }
+
+    /// How many unused one-time KeyPackages this client has left on its gateway.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub async fn key_packages_left(&self) -> Result<usize, ApiError> {
+        let p: Published = self
+            .json_call(
+                Method::POST,
+                "/key-packages",
+                Some(&PublishKeyPackages {
+                    key_packages: vec![],
+                    last_resort: None,
+                }),
+                200,
+            )
+            .await?;
+        Ok(p.available)
     }
 
     /// Creates a room hosted by this gateway.

@@ -250,6 +250,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             }
         }
         let n = checked.len();
+        let available = have + kps.len();
         for (r, row) in checked {
             self.writes.put(
                 Table::KpOwners,
@@ -264,7 +265,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
         }
         self.respond(
             id,
-            Response::client(200, ClientReply::Published(Published { published: n })),
+            Response::client(
+                200,
+                ClientReply::Published(Published {
+                    published: n,
+                    available,
+                }),
+            ),
         );
     }
 }
