@@ -138,6 +138,8 @@ as_token: "$AS_TOKEN"
 hs_token: "$HS_TOKEN"
 sender_localpart: mimi_bot
 rate_limited: false
+receive_ephemeral: true
+de.sorunome.msc2409.push_ephemeral: true
 namespaces:
   users:
     - exclusive: true
@@ -208,7 +210,7 @@ start() {
         wait_port 127.0.0.1 "$COMP_PORT" 30
         log "prosody ready on 127.0.0.1:$C2S_PORT (component port $COMP_PORT)"
     fi
-    for u in dave erin; do
+    for u in dave erin frank; do
         prosodyctl --config "$p/prosody.cfg.lua" register "$u" xmpp.test "${u}pw" >/dev/null 2>&1
     done
 }

@@ -52,6 +52,24 @@ impl Member {
                     ratchet_tree_option,
                 },
             ) => self.process_welcome(room, &fm.message, ratchet_tree_option),
+            (_, FanoutExtra::Proposal { more_proposals }) if !more_proposals.is_empty() => {
+                // Every proposal of the bundle, in order (the commit must reference all).
+                let mut out = self.process_group_message(room, &fm);
+                for p in more_proposals {
+                    let one = FanoutMessage {
+                        timestamp: fm.timestamp,
+                        message: p.clone(),
+                        extra: FanoutExtra::Proposal {
+                            more_proposals: Vec::new(),
+                        },
+                    };
+                    if self.own_messages.remove(&one.message.to_bytes()) {
+                        continue;
+                    }
+                    out.extend(self.process_group_message(room, &one));
+                }
+                out
+            }
             _ => self.process_group_message(room, &fm),
         }
     }

@@ -15,6 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mimi_gateway::pki;
 
+pub mod peers;
+
 /// A port free for both TCP and UDP on 127.0.0.1: below the kernel's ephemeral range (no
 /// outgoing connection takes it meanwhile) and in a block of this test process (nextest runs
 /// tests in parallel processes), so parallel tests do not pick the same one.

@@ -12,9 +12,11 @@ import io
 import json
 import os
 import sys
+import urllib.request
 import uuid
+import xml.etree.ElementTree as ET
 
-from nio import AsyncClient, RoomSendResponse, SyncResponse
+from nio import AsyncClient, RoomLeaveResponse, RoomPreset, RoomSendResponse, SyncResponse
 import slixmpp
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -48,6 +50,30 @@ class Matrix:
         self.room = r.room_id
         return {"room_id": self.room}
 
+    async def create_dm(self, invite):
+        r = await self.client.room_create(is_direct=True, invite=[invite], preset=RoomPreset.trusted_private_chat)
+        if not getattr(r, "room_id", None):
+            raise RuntimeError(f"cannot create a direct room with {invite}: {r}")
+        self.room = r.room_id
+        return {"room_id": self.room}
+
+    async def leave(self):
+        r = await self.client.room_leave(self.room)
+        if not isinstance(r, RoomLeaveResponse):
+            raise RuntimeError(f"cannot leave {self.room}: {r}")
+        return {}
+
+    async def accept_invites(self):
+        # Joins every room this user is invited to; the last one becomes the current room.
+        s = await self.client.sync(timeout=0, since=self.since)
+        joined = []
+        for room_id in s.rooms.invite:
+            r = await self.client.join(room_id)
+            if getattr(r, "room_id", None):
+                joined.append(r.room_id)
+                self.room = r.room_id
+        return {"rooms": joined}
+
     async def send(self, content, event_type="m.room.message"):
         r = await self.client.room_send(self.room, event_type, content, ignore_unverified_devices=True)
         if not isinstance(r, RoomSendResponse):
@@ -79,11 +105,13 @@ class Matrix:
             raise RuntimeError(f"sync failed: {s}")
         self.since = s.next_batch
         out = []
-        room = s.rooms.join.get(self.room)
-        if room:
-            for e in room.timeline.events:
-                out.append(e.source)
-        return {"events": out}
+        for section in (s.rooms.join, s.rooms.leave):
+            room = section.get(self.room)
+            if room:
+                for e in room.timeline.events:
+                    out.append(e.source)
+        invites = list(s.rooms.invite.keys())
+        return {"events": out, "invites": invites}
 
 
 class Xmpp(slixmpp.ClientXMPP):
@@ -93,6 +121,8 @@ class Xmpp(slixmpp.ClientXMPP):
         self.enable_starttls = False
         self.enable_direct_tls = False
         self.received = asyncio.Queue()
+        self.presences = asyncio.Queue()
+        self.join_error = None
         self.ready = asyncio.Event()
         self.joined = asyncio.Event()
         self.add_event_handler("session_start", self._start)
@@ -107,7 +137,11 @@ class Xmpp(slixmpp.ClientXMPP):
         self.received.put_nowait(str(msg))
 
     def _presence(self, p):
-        if 'code="110"' in str(p) or "code='110'" in str(p):
+        self.presences.put_nowait(str(p))
+        if ('code="110"' in str(p) or "code='110'" in str(p)) and p["type"] != "unavailable":
+            self.joined.set()
+        if p["type"] == "error":
+            self.join_error = str(p)
             self.joined.set()
 
 
@@ -122,6 +156,20 @@ class Driver:
             return await self.mx.login(req["user"], req["password"])
         if op == "mx_join":
             return await self.mx.join(req["alias"])
+        if op == "mx_create_dm":
+            return await self.mx.create_dm(req["invite"])
+        if op == "mx_leave":
+            return await self.mx.leave()
+        if op == "mx_read":
+            r = await self.mx.client.room_read_markers(self.mx.room, req["event_id"], req["event_id"])
+            if type(r).__name__.endswith("Error"):
+                raise RuntimeError(f"read marker failed: {r}")
+            return {}
+        if op == "mx_use":
+            self.mx.room = req["room_id"]
+            return {}
+        if op == "mx_accept_invites":
+            return await self.mx.accept_invites()
         if op == "mx_send":
             return await self.mx.send(req["content"], req.get("type", "m.room.message"))
         if op == "mx_redact":
@@ -139,11 +187,52 @@ class Driver:
             return {}
         if op == "xm_join":
             self.xm.joined.clear()
+            self.xm.join_error = None
             self.xm.send_raw(
                 f"<presence to='{req['muc']}/{req['nick']}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
             )
-            await asyncio.wait_for(self.xm.joined.wait(), 20)
+            await asyncio.wait_for(self.xm.joined.wait(), 30)
+            if self.xm.join_error:
+                raise RuntimeError(f"join refused: {self.xm.join_error}")
             return {}
+        if op == "xm_upload":
+            # XEP-0363: a slot from the component, then an HTTP PUT of the bytes.
+            data = base64.b64decode(req["data"])
+            iq = self.xm.Iq()
+            iq["type"] = "get"
+            iq["to"] = req["service"]
+            iq.append(ET.fromstring(
+                f"<request xmlns='urn:xmpp:http:upload:0' filename='{req['filename']}' size='{len(data)}' content-type='{req['content_type']}'/>"
+            ))
+            resp = await iq.send(timeout=20)
+            slot = resp.xml.find("{urn:xmpp:http:upload:0}slot")
+            put = slot.find("{urn:xmpp:http:upload:0}put").get("url")
+            get = slot.find("{urn:xmpp:http:upload:0}get").get("url")
+
+            def do_put():
+                r = urllib.request.Request(put, data=data, method="PUT", headers={"Content-Type": req["content_type"]})
+                with urllib.request.urlopen(r, timeout=20) as f:
+                    return f.status
+
+            status = await asyncio.to_thread(do_put)
+            if status not in (200, 201):
+                raise RuntimeError(f"PUT answered {status}")
+            return {"url": get}
+        if op == "http_get":
+            def do_get():
+                with urllib.request.urlopen(req["url"], timeout=20) as f:
+                    return f.read()
+            return {"data": base64.b64encode(await asyncio.to_thread(do_get)).decode()}
+        if op == "xm_presences":
+            out = []
+            try:
+                first = await asyncio.wait_for(self.xm.presences.get(), req.get("timeout_ms", 1000) / 1000)
+                out.append(first)
+                while not self.xm.presences.empty():
+                    out.append(self.xm.presences.get_nowait())
+            except asyncio.TimeoutError:
+                pass
+            return {"stanzas": out}
         if op == "xm_send":
             self.xm.send_raw(req["xml"])
             return {}
