@@ -38,6 +38,8 @@ enum Command {
     Init(cli::init::InitArgs),
     /// Run a gateway (a development gateway under ./mimi-data without --config)
     Run(cli::run::RunArgs),
+    /// A native MIMI client on a gateway's client API: register, rooms, create, invite, join, send, tail
+    Client(cli::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Client(a) => cli::client::run(a),
     };
     match result {
         Ok(code) => code,

@@ -206,10 +206,20 @@ impl Member {
     /// KeyPackages of a KeyMaterialResponse (validated), for [`Member::add_participants`].
     ///
     /// # Errors
-    /// [`ClientError::Protocol`] when the response does not decode.
+    /// [`ClientError::Protocol`] when the response does not decode;
+    /// [`ClientError::Invalid`] when the target's provider gave no KeyPackage (unknown user,
+    /// no consent, nothing compatible), with its answer.
     pub fn key_packages_from_response(&self, response: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
+        use mimi_proto::messages::KeyMaterialUserCode as Code;
         let r = mimi_proto::messages::KeyMaterialResponse::from_bytes(response)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !matches!(r.user_status, Code::Success | Code::PartialSuccess) {
+            return Err(ClientError::Invalid(format!(
+                "{}: {} (no KeyPackage)",
+                r.user_uri,
+                r.user_status.name()
+            )));
+        }
         Ok(r.clients
             .into_iter()
             .filter_map(|c| match c {

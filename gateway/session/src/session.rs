@@ -274,6 +274,25 @@ impl Session {
         Ok(v)
     }
 
+    /// Joins an open room as a new participant (role `role`), by external commit.
+    ///
+    /// # Errors
+    /// [`SessionError`].
+    pub async fn open_join(&mut self, room: &str, role: u32) -> Result<Verdict, SessionError> {
+        let (req, key) = self.member.group_info_request();
+        let r = self.api.room("group-info", room, req).await?;
+        if r.status != 200 {
+            return Err(status("groupInfo", &r));
+        }
+        let bundle = self.member.open_join(room, &r.body, &key, role)?;
+        let v = self.handshake(room, bundle).await?;
+        if v == Verdict::Accepted {
+            self.api.subscribe(room, true).await?;
+            self.views.entry(room.to_owned()).or_default();
+        }
+        Ok(v)
+    }
+
     /// Fetches, processes and acknowledges deliveries (waiting up to `wait_s` seconds for the
     /// first); returns the events.
     ///

@@ -6,6 +6,7 @@
 //! it. It depends on the gateway's public API only.
 
 pub mod bench;
+pub mod client;
 pub mod demo;
 pub mod local;
 pub mod raw;

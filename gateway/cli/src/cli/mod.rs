@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bridge;
+pub(crate) mod client;
 pub(crate) mod content;
 pub(crate) mod demo;
 pub(crate) mod init;
