@@ -47,7 +47,8 @@ struct RunArgs {
     #[arg(long)]
     target_domain: String,
     /// Which role the target plays
-    #[arg(long, value_parser = ["hub", "follower"])]
+    /// (`security`: attacks on a hub, each checked for its refusal and its absence of effect)
+    #[arg(long, value_parser = ["hub", "follower", "security"])]
     role: String,
     /// Our provider domain (the SAN of --cert); the target must list it as a peer
     #[arg(long)]
@@ -157,6 +158,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut env = suite::Env::new(o).await?;
                 let tests = if a.role == "hub" {
                     suite::hub_tests()
+                } else if a.role == "security" {
+                    suite::security_tests()
                 } else {
                     suite::follower_tests()
                 };

@@ -10,7 +10,7 @@ use mimi_proto::directory::{Endpoint, encode_path_value};
 use mimi_session::{Session, Verdict};
 use std::time::{Duration, Instant};
 
-async fn hub_setup(e: &mut Env) -> Res {
+pub(super) async fn hub_setup(e: &mut Env) -> Res {
     let mut admin = e.session(false, "confadmin", "d", 6).await?;
     let bob = e.session(true, "confbob", "d", 6).await?;
     let eve = e.session(true, "confeve", "d", 6).await?;

@@ -46,9 +46,11 @@ macro_rules! test {
 mod follower;
 mod generic;
 mod hub;
+mod security;
 
 pub use follower::follower_tests;
 pub use hub::{bad_bodies, hub_tests};
+pub use security::security_tests;
 
 /// The options of `mimi-conformance run`.
 #[derive(Debug, Clone)]
