@@ -8,6 +8,7 @@ use mimi_content::builder;
 use mimi_proto::codec::{Uri, Utf8, Wire};
 use mimi_proto::components::AppDataDictionary;
 use mimi_proto::directory::{Endpoint, WELL_KNOWN_PATH, encode_path_value};
+use mimi_session::Verdict;
 
 use super::hub::hub_setup;
 use super::*;
@@ -193,31 +194,51 @@ async fn add_device_of_hub_user(e: &mut Env) -> Res {
 }
 
 async fn remove_without_right(e: &mut Env) -> Res {
-    let before = snap(e).await?;
+    // A participant listed without clients: removing them is a participant-list change only,
+    // which a member without canRemoveParticipant may not make.
     let room = e.room.clone();
-    let (admin, _, _) = names(e)?;
+    let ghost = format!("mimi://{}/u/ghost{}", e.o.target_domain, e.run);
+    {
+        let admin = e.admin.as_mut().ok_or("setup failed")?;
+        let _ = s(admin.sync(0).await)?;
+        let b = s(admin
+            .member
+            .add_participants(&room, &[(ghost.clone(), role::MEMBER)], &[]))?;
+        let v = s(admin.handshake(&room, b).await)?;
+        expect(
+            v == Verdict::Accepted,
+            format!("listing a participant without clients: {v:?}"),
+        )?;
+    }
+    if let Some(b) = e.bob.as_mut() {
+        let _ = b
+            .sync_until(5, |ev| matches!(ev, Event::Committed { .. }))
+            .await;
+    }
+    let before = snap(e).await?;
     let bundle = {
         let bob = e.bob.as_mut().ok_or("setup failed")?;
-        s(bob.member.remove_participants(&room, &[admin]))?
+        s(bob.member.remove_participants(&room, &[ghost]))?
     };
     let g = commit_as(e, bundle).await?;
-    update_refused(&g, "a member removing the admin")?;
+    update_refused(&g, "a member removing a participant")?;
     unchanged(e, &before, "a removal without the right").await
 }
 
 async fn external_join_closed_room(e: &mut Env) -> Res {
     let before = snap(e).await?;
     let room = e.room.clone();
-    let (_, _, eve) = names(e)?;
-    let mut m = forged(&eve, "x");
-    let (req, key) = m.group_info_request();
+    let (_, bob, eve) = names(e)?;
+    // Our participant fetches the GroupInfo (encrypted to a key we hold); our non-participant
+    // uses it to add itself by external commit. Only the room policy stands in the way.
+    let (req, key) = forged(&bob, "x").group_info_request();
     let g = s(e.post(Endpoint::GroupInfo, &room, req).await)?;
-    if g.status != 200 {
-        return unchanged(e, &before, "an external join of a closed room").await;
-    }
-    let Ok(bundle) = m.open_join(&room, &g.body, &key, role::MEMBER) else {
-        return unchanged(e, &before, "an external join of a closed room").await;
-    };
+    expect(
+        g.status == 200,
+        format!("our participant's GroupInfo: {} {}", g.status, g.text()),
+    )?;
+    let mut m = forged(&eve, "x");
+    let bundle = s(m.open_join(&room, &g.body, &key, role::MEMBER))?;
     let g = s(e.post(Endpoint::Update, &room, bundle).await)?;
     update_refused(&g, "a non-participant joining a room that is not open")?;
     unchanged(e, &before, "an external join of a closed room").await
@@ -511,17 +532,20 @@ async fn report_unknown_room(e: &mut Env) -> Res {
 }
 
 async fn report_oversize(e: &mut Env) -> Res {
-    let before = snap(e).await?;
     let (admin, bob, _) = names(e)?;
-    let note = "x".repeat(2 << 20);
+    // Over a hub's report cap (256 KiB here) yet under its body cap (1 MiB): the report's
+    // own bound must refuse it.
+    let proof = evidence(e).await?;
+    let before = snap(e).await?;
+    let note = "x".repeat(512 << 10);
     let g = s(e
         .post(
             Endpoint::ReportAbuse,
             &e.room.clone(),
-            abuse(&bob, &admin, vec![], &note),
+            abuse(&bob, &admin, vec![proof], &note),
         )
         .await)?;
-    refused(&g, "a 2 MiB report")?;
+    refused(&g, "a 512 KiB report")?;
     unchanged(e, &before, "an oversized report").await
 }
 

@@ -40,6 +40,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// A native MIMI client on a gateway's client API: register, rooms, create, invite, join, send, tail
     Client(cli::client::ClientArgs),
+    /// Drive running gateways: rooms spanning them, messages at a rate, every delivery checked
+    Load(cli::load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cli::bench::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Client(a) => cli::client::run(a),
+        Command::Load(a) => cli::load::run_load(a),
     };
     match result {
         Ok(code) => code,

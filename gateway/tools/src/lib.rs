@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod client;
 pub mod demo;
+pub mod load;
 pub mod local;
 pub mod raw;
 pub mod reference;

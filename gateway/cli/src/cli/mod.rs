@@ -8,5 +8,6 @@ pub(crate) mod demo;
 pub(crate) mod init;
 pub(crate) mod input;
 pub(crate) mod inspect;
+pub(crate) mod load;
 pub(crate) mod run;
 pub(crate) mod translate;

@@ -1,0 +1,86 @@
+//! `mimi load`: rooms spanning running gateways, messages at a rate, every delivery checked.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use mimi_tools::load::{LoadOptions, gateways_of_dir, run};
+
+/// `mimi load`
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// A gateway: DOMAIN=http://CLIENT_API (repeat for each)
+    #[arg(long = "gateway")]
+    gateways: Vec<String>,
+    /// Or the gateways of a `mimi init` directory
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rooms to create
+    #[arg(long, default_value_t = 3)]
+    rooms: usize,
+    /// Users per room (spread over the gateways)
+    #[arg(long, default_value_t = 3)]
+    users: usize,
+    /// Messages to send in all
+    #[arg(long, default_value_t = 300)]
+    messages: usize,
+    /// Messages per second (0: as fast as the gateways take them)
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds to wait for a gateway to come back and for the last deliveries
+    #[arg(long, default_value_t = 120)]
+    patience: u64,
+    /// Requests in flight at most (rate 0)
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+}
+
+fn parse_gateway(s: &str) -> anyhow::Result<(String, SocketAddr)> {
+    let (domain, url) = s
+        .split_once('=')
+        .with_context(|| format!("{s}: expected DOMAIN=http://HOST:PORT"))?;
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let addr = hostport
+        .parse()
+        .with_context(|| format!("{url}: expected http://IP:PORT"))?;
+    Ok((domain.to_owned(), addr))
+}
+
+/// Runs `mimi load`; exits 1 when anything accepted was lost, duplicated or reordered.
+pub(crate) fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
+    let mut gateways = a
+        .gateways
+        .iter()
+        .map(|g| parse_gateway(g))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(d) = &a.dir {
+        gateways.extend(gateways_of_dir(d)?);
+    }
+    if gateways.is_empty() {
+        bail!("give --gateway DOMAIN=http://CLIENT_API (repeated) or --dir");
+    }
+    let o = LoadOptions {
+        gateways,
+        rooms: a.rooms,
+        users: a.users,
+        messages: a.messages,
+        rate: a.rate,
+        patience: Duration::from_secs(a.patience),
+        in_flight: a.in_flight,
+        run: rand::random::<u32>() % 1_000_000,
+        ready: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(&o))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
