@@ -7,7 +7,10 @@ use mimi_content::{Message, codec, status::MessageStatusReport};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Message::decode(data.to_vec()) {
-        assert_eq!(codec::encode(m.content()).expect("accepted messages encode"), data);
+        assert_eq!(
+            codec::encode(m.content()).expect("accepted messages encode"),
+            data
+        );
         let _ = m.id();
         let _ = mimi_content::render::plain_text(m.content());
         let j = mimi_content::json::content_to_json(m.content());

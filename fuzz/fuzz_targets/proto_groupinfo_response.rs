@@ -1,4 +1,6 @@
 //! Decoding a `GroupInfoResponse` body never panics; accepted input re-encodes byte-exact.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mimi_fuzz::roundtrip::<mimi_proto::messages::GroupInfoResponse>(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mimi_fuzz::roundtrip::<
+    mimi_proto::messages::GroupInfoResponse,
+>(data));

@@ -7,6 +7,7 @@
 //! - [`components`]: room state in the MLS app-data dictionary (participant list, metadata,
 //!   roles, preauthorization, policies, franking) with all component IDs;
 //! - [`directory`]: the directory document, endpoints and path encoding;
+//! - [`head`]: the checks of a federation request head (identity, From, route, size);
 //! - [`crypto`] and [`franking`]: labelled signatures and encryption, franks;
 //! - [`wire_pb`]: Wire's GenericMessage protobuf (chat subset), compiled at build time;
 //! - [`registry`]: every named type, for `mimi inspect`;
@@ -35,6 +36,7 @@ pub mod components;
 pub mod crypto;
 pub mod directory;
 pub mod franking;
+pub mod head;
 pub mod media;
 pub mod messages;
 pub mod mls;

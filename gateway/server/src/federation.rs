@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
-use mimi_proto::directory::{Directory, Endpoint, WELL_KNOWN_PATH, parse_path};
+use mimi_proto::directory::{Directory, Endpoint};
 use mimi_proto::uri::Domain;
 
 use crate::driver::EngineHandle;
@@ -166,63 +166,6 @@ impl Federation {
             .map_err(|(_, out)| out)
     }
 
-    fn check_host(&self, head: &Head) -> Result<(), (String, Outbound)> {
-        let Some(host) = &head.host else {
-            return Err((
-                "host".into(),
-                Outbound::text(400, "missing Host (or :authority)"),
-            ));
-        };
-        let name = host
-            .rsplit_once(':')
-            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(host.as_str(), |(h, _)| h);
-        if !name.eq_ignore_ascii_case(&self.domain) {
-            return Err((
-                "host".into(),
-                Outbound::text(
-                    403,
-                    format!("Host names {name}, but this gateway serves {}", self.domain),
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// A `From` that is present must name the certificate's domain, on every route; only the
-    /// directory may be fetched without one (it precedes every other request, D28).
-    fn check_from(
-        &self,
-        head: &Head,
-        peer: &Domain,
-        directory: bool,
-    ) -> Result<(), (String, Outbound)> {
-        match head.from.as_deref() {
-            None if directory => Ok(()),
-            None => Err((
-                "from".into(),
-                Outbound::text(
-                    401,
-                    format!("missing From: mimi@<your domain> (your certificate says {peer})"),
-                ),
-            )),
-            Some(from) => match from.trim().strip_prefix("mimi@") {
-                Some(d) if d.eq_ignore_ascii_case(peer.as_str()) => Ok(()),
-                Some(d) => Err((
-                    "from".into(),
-                    Outbound::text(
-                        403,
-                        format!("From names {d} but the client certificate authenticates {peer}"),
-                    ),
-                )),
-                None => Err((
-                    "from".into(),
-                    Outbound::text(401, format!("From must be mimi@<domain>, found {from:?}")),
-                )),
-            },
-        }
-    }
-
     fn check(&self, head: &Head) -> Result<Admitted, (String, Outbound)> {
         let path = head.path.split('?').next().unwrap_or("").to_owned();
         let peer = match &head.peer {
@@ -236,55 +179,30 @@ impl Federation {
                 ));
             }
         };
-        self.check_host(head)?;
-        let directory = path == WELL_KNOWN_PATH;
-        self.check_from(head, &peer, directory)?;
-        let (label, target, limit, method) = if directory {
-            ("directory".to_owned(), Target::Directory, 0, "GET")
-        } else if let Some(id) = path.strip_prefix("/assets/") {
-            ("assets".to_owned(), Target::Asset(id.to_owned()), 0, "GET")
-        } else {
-            let route = parse_path(&path, &self.prefix)
-                .map_err(|e| ("unknown".to_owned(), Outbound::text(404, e.to_string())))?;
-            let limit = if route.endpoint == Endpoint::Notify {
-                self.notify_max_body
-            } else {
-                self.max_body
-            };
-            (
-                route.endpoint.name().to_owned(),
-                Target::Mimi(route.endpoint, route.value),
-                limit,
-                route.endpoint.method(),
-            )
+        let checked = mimi_proto::head::check(
+            &mimi_proto::head::Head {
+                method: head.method.as_str(),
+                path: &path,
+                host: head.host.as_deref(),
+                from: head.from.as_deref(),
+                content_type: head.content_type.as_deref(),
+                content_length: head.content_length,
+            },
+            peer.as_str(),
+            &mimi_proto::head::Limits {
+                domain: &self.domain,
+                prefix: &self.prefix,
+                max_body: self.max_body,
+                notify_max_body: self.notify_max_body,
+            },
+        )
+        .map_err(|r| (r.label, Outbound::text(r.status, r.reason)))?;
+        let (label, limit) = (checked.label, checked.limit);
+        let target = match checked.target {
+            mimi_proto::head::Target::Directory => Target::Directory,
+            mimi_proto::head::Target::Asset(id) => Target::Asset(id),
+            mimi_proto::head::Target::Mimi(e, v) => Target::Mimi(e, v),
         };
-        if head.method.as_str() != method {
-            return Err((
-                label.clone(),
-                Outbound::text(405, format!("{label} takes {method}")),
-            ));
-        }
-        if method == "POST" && !mimi_proto::media::accepts(head.content_type.as_deref()) {
-            return Err((
-                label,
-                Outbound::text(
-                    415,
-                    format!(
-                        "Content-Type {} is not a MIMI body; send application/octet-stream",
-                        head.content_type.clone().unwrap_or_default()
-                    ),
-                ),
-            ));
-        }
-        if head.content_length.is_some_and(|n| n > limit) {
-            return Err((
-                label.clone(),
-                Outbound::text(
-                    413,
-                    format!("the body exceeds the {limit}-byte limit of {label}"),
-                ),
-            ));
-        }
         let permit = match self.admission.admit(peer.as_str()) {
             Ok(p) => p,
             Err(Refused::Rate(s)) => {

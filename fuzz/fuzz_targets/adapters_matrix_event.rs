@@ -1,0 +1,9 @@
+//! Matrix event JSON through the Matrix adapter (and back): never panics; what it builds
+//! decodes strictly.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    mimi_fuzz::translate(&mimi_adapters::matrix::Matrix::new("matrix.test"), data);
+});
