@@ -12,7 +12,8 @@
 //! - [`wire_pb`]: Wire's GenericMessage protobuf (chat subset), compiled at build time;
 //! - [`registry`]: every named type, for `mimi inspect`;
 //! - [`uri`]: typed identifiers (domain, user, client, room) and the credential rule (D27);
-//! - [`client_api`]: the local client API's requests, responses and deliveries.
+//! - [`client_api`]: the local client API's requests, responses and deliveries;
+//! - [`admin_api`]: the operator's API on the admin listener.
 //!
 //! What it does **not** do: no IO, no policy decisions (the engine decides), no clocks.
 //!
@@ -30,6 +31,7 @@
 //! assert_eq!(SubmitMessageResponse::from_bytes(&bytes).unwrap(), r);
 //! ```
 
+pub mod admin_api;
 pub mod client_api;
 pub mod codec;
 pub mod components;

@@ -42,6 +42,8 @@ enum Command {
     Client(cli::client::ClientArgs),
     /// Drive running gateways: rooms spanning them, messages at a rate, every delivery checked
     Load(cli::load::LoadArgs),
+    /// Operate a running gateway: status, peers, rooms, queues, dead letters, reload
+    Admin(cli::admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Client(a) => cli::client::run(a),
         Command::Load(a) => cli::load::run_load(a),
+        Command::Admin(a) => cli::admin::run(a),
     };
     match result {
         Ok(code) => code,

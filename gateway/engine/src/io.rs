@@ -92,6 +92,32 @@ pub enum ClientCall {
         /// Subscribe (true) or unsubscribe.
         on: bool,
     },
+    /// An operator's action (needs [`Auth::Admin`]).
+    Admin(AdminCall),
+}
+
+/// What an operator can do to queues (the admin listener; reads are served from the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCall {
+    /// Puts `follower`'s dead letters of `room` back at the end of its outbox.
+    RetryDeadLetters {
+        /// Follower domain.
+        follower: Domain,
+        /// Room URI.
+        room: mimi_proto::uri::RoomUri,
+    },
+    /// Deletes `follower`'s dead letters of `room`.
+    DropDeadLetters {
+        /// Follower domain.
+        follower: Domain,
+        /// Room URI.
+        room: mimi_proto::uri::RoomUri,
+    },
+    /// Clears `follower`'s out-of-sync mark (its users have resynced).
+    Resynced {
+        /// Follower domain.
+        follower: Domain,
+    },
 }
 
 /// Why a request to a peer got no HTTP response.
@@ -160,6 +186,11 @@ pub enum ClientReply {
     RoomCreated(RoomCreated),
     /// `POST /subscribe`.
     Subscribed(Subscribed),
+    /// An operator's action: how many entries it affected.
+    Admin {
+        /// Entries retried, dropped or marks cleared.
+        affected: u64,
+    },
 }
 
 /// A response body.

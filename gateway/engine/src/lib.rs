@@ -33,6 +33,7 @@ use mimi_proto::directory::Endpoint;
 use mimi_proto::uri::Domain;
 use openmls_traits::crypto::OpenMlsCrypto;
 
+mod admin;
 mod cache;
 mod config;
 mod follower;

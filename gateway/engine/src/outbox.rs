@@ -394,6 +394,56 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_retries_or_drops_dead_letters() {
+        use crate::{AdminCall, Auth, ClientCall};
+        let (mut h, mut alice, auth, _) = room_with_remote_member();
+        let refuse = |h: &mut Harness| {
+            let n = notifies(h);
+            h.reply(
+                n[0].0,
+                Ok(Reply {
+                    status: 400,
+                    body: Bytes::from_static(b"not now"),
+                    retry_after_ms: None,
+                }),
+            );
+        };
+        assert_eq!(h.say(&mut alice, &auth, ROOM, "one").status, 200);
+        refuse(&mut h);
+        let dl = crate::store::Table::DeadLetters;
+        assert_eq!(h.store.table(dl).len(), 1);
+        let call = |follower: &str, retry: bool| {
+            let (follower, room) = (follower.parse().unwrap(), ROOM.parse().unwrap());
+            ClientCall::Admin(if retry {
+                AdminCall::RetryDeadLetters { follower, room }
+            } else {
+                AdminCall::DropDeadLetters { follower, room }
+            })
+        };
+        // Only the operator: a client is refused and nothing moves.
+        let before = h.store.dump();
+        assert_eq!(h.call(auth.clone(), call("b.example", true)).status, 403);
+        assert_eq!(h.store.dump(), before);
+        // Retried: back in the outbox, sent again, delivered this time.
+        let r = h.call(Auth::Admin, call("b.example", true));
+        assert_eq!(
+            (r.status, text(&r).contains("1")),
+            (200, true),
+            "{}",
+            text(&r)
+        );
+        assert!(h.store.table(dl).is_empty());
+        assert_eq!(h.drain_notifies(201), 1, "the retried entry went out");
+        // Dropped: gone, with its body.
+        assert_eq!(h.say(&mut alice, &auth, ROOM, "two").status, 200);
+        refuse(&mut h);
+        assert_eq!(h.store.table(dl).len(), 1);
+        assert_eq!(h.call(Auth::Admin, call("b.example", false)).status, 200);
+        assert!(h.store.table(dl).is_empty());
+        assert!(notifies(&h).is_empty(), "a dropped entry is not sent");
+    }
+
+    #[test]
     fn a_follower_over_its_byte_cap_is_marked_out_of_sync_and_never_blocks_the_room() {
         let (mut h, mut alice, auth, _) = room_with_remote_member_limited(Limits {
             outbox_bytes_per_follower: 2_000,

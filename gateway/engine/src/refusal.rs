@@ -149,6 +149,9 @@ pub enum Refusal {
         /// Why.
         reason: String,
     },
+    /// An operator's action without the admin token.
+    #[error("this needs the admin token (Authorization: Bearer <client_api.admin_token>)")]
+    AdminOnly,
     /// Storage is failing: nothing was done.
     #[error("the gateway cannot store this now ({0}); nothing was done, retry")]
     Unavailable(String),
@@ -174,7 +177,8 @@ impl Refusal {
             | Self::CredentialMismatch(_)
             | Self::NotParticipant { .. }
             | Self::NotMember { .. }
-            | Self::OpenProxy { .. } => 403,
+            | Self::OpenProxy { .. }
+            | Self::AdminOnly => 403,
             Self::NotFound(_) => 404,
             Self::Exists(_) => 409,
             Self::TooMany { .. } => 413,
@@ -220,6 +224,7 @@ impl Refusal {
             Self::Quota { .. } => "quota",
             Self::PeerUnreachable { .. } => "peer_unreachable",
             Self::Unavailable(_) => "unavailable",
+            Self::AdminOnly => "admin_only",
         }
     }
 

@@ -34,6 +34,11 @@ pub fn shard_of(input: &Input, shards: u16) -> u16 {
                 _ => "",
             },
             ClientCall::HubInfo | ClientCall::IdentifierQuery { .. } => "",
+            // Dead letters move into the outbox of a room: the room's shard.
+            ClientCall::Admin(
+                AdminCall::RetryDeadLetters { room, .. } | AdminCall::DropDeadLetters { room, .. },
+            ) => room.as_str(),
+            ClientCall::Admin(AdminCall::Resynced { .. }) => "",
         },
     };
     if key.is_empty() {

@@ -89,7 +89,12 @@ pub struct Tls {
     /// PEM private key (PKCS#8).
     pub key: PathBuf,
     /// PEM bundle of the federation CA(s) trusted for peers without their own `ca`.
-    pub ca: PathBuf,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Also trust the WebPKI (the Mozilla root store, `webpki-roots`) for peers without their
+    /// own `ca`: peers with public certificates.
+    #[serde(default)]
+    pub webpki: bool,
 }
 
 /// Storage.
@@ -375,7 +380,9 @@ impl Config {
     pub fn resolve_paths(&mut self, base: &Path) {
         self.tls.cert = resolve(base, &self.tls.cert);
         self.tls.key = resolve(base, &self.tls.key);
-        self.tls.ca = resolve(base, &self.tls.ca);
+        if let Some(ca) = &self.tls.ca {
+            self.tls.ca = Some(resolve(base, ca));
+        }
         if let Some(p) = &self.storage.path {
             self.storage.path = Some(resolve(base, p));
         }
@@ -428,7 +435,7 @@ impl Config {
             self.tls.key = PathBuf::from(v);
         }
         if let Some(v) = get("MIMI_TLS_CA") {
-            self.tls.ca = PathBuf::from(v);
+            self.tls.ca = Some(PathBuf::from(v));
         }
         if let Some(v) = get("MIMI_LOG_FORMAT") {
             self.log.format = v;
@@ -450,11 +457,20 @@ impl Config {
                 format!("{:?} is not a DNS name", self.domain),
             ));
         }
+        if self.tls.ca.is_none() && !self.tls.webpki {
+            return Err(invalid(
+                "tls.ca",
+                "set tls.ca (a federation CA bundle), tls.webpki = true (public certificates), or both",
+            ));
+        }
         for (key, p) in [
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
-            ("tls.ca", &self.tls.ca),
-        ] {
+            ("tls.cert", Some(&self.tls.cert)),
+            ("tls.key", Some(&self.tls.key)),
+            ("tls.ca", self.tls.ca.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        {
             if !p.is_file() {
                 return Err(invalid(
                     key,

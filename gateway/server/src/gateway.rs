@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use mimi_engine::store::{QueueCap, Store};
 use mimi_engine::{
     ConsentPolicy, Engine, EngineConfig, Limits, Refusal, Registration, Response, Shared,
@@ -31,7 +31,6 @@ use crate::peers::PeerClient;
 use crate::serving::{Inflight, Serving};
 use crate::store::RedbStore;
 use crate::store::assets::{self, AssetStore};
-use crate::tls::{Identity, Trust};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -177,19 +176,7 @@ impl Gateway {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let domain = Domain::parse_lenient(&cfg.domain)
             .map_err(|e| anyhow::anyhow!("domain {:?}: {e}", cfg.domain))?;
-        let identity = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
-        if !identity
-            .domains()
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(&cfg.domain))
-        {
-            bail!(
-                "tls.cert names {:?}, not domain {:?}: the certificate's SAN dNSName is the provider identity",
-                identity.domains(),
-                cfg.domain
-            );
-        }
-        let trust = Arc::new(Trust::from_config(&cfg)?);
+        let credentials = crate::reload::Credentials::load(&cfg)?;
         let path = cfg.storage_path();
         let store = {
             let p = path.clone();
@@ -199,6 +186,7 @@ impl Gateway {
         let engine_cfg = Arc::new(engine_config(&cfg, domain.clone(), &store)?);
         let shards = shard_count(&cfg);
         let shared = Arc::new(Shared::default());
+        let shared_state = Arc::clone(&shared);
         let mut engines = Vec::new();
         for i in 0..shards {
             engines.push(
@@ -216,8 +204,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let peer_client = Arc::new(PeerClient::new(
             &cfg,
-            Arc::clone(&identity),
-            Arc::clone(&trust),
+            Arc::clone(&credentials),
             Arc::clone(&metrics),
         )?);
         let https = crate::https_server::bind(cfg.listen.https).await?;
@@ -293,7 +280,7 @@ impl Gateway {
         let inflight = Arc::new(Inflight::default());
         let serving = Serving {
             federation,
-            trust,
+            credentials: Arc::clone(&credentials),
             metrics: Arc::clone(&metrics),
             inflight: Arc::clone(&inflight),
             shutdown: stop_rx.clone(),
@@ -309,7 +296,7 @@ impl Gateway {
         let mut tasks = Vec::new();
         let quic = match cfg.listen.quic {
             Some(addr) => {
-                let ep = crate::h3_server::bind(addr, &identity, &serving)?;
+                let ep = crate::h3_server::bind(addr, &serving)?;
                 tasks.push(tokio::spawn(crate::h3_server::serve(
                     ep.clone(),
                     serving.clone(),
@@ -318,7 +305,7 @@ impl Gateway {
             }
             None => None,
         };
-        let acceptor = crate::https_server::acceptor(&identity, &serving)?;
+        let acceptor = crate::https_server::acceptor(&serving)?;
         tasks.push(tokio::spawn(crate::https_server::serve(
             https, acceptor, serving,
         )));
@@ -329,11 +316,29 @@ impl Gateway {
             admin: admin.local_addr()?,
             client_api: client.local_addr()?,
         };
+        let admin_api = Arc::new(crate::admin::api::AdminApi {
+            domain: cfg.domain.clone(),
+            token: cfg.client_api.admin_token.clone(),
+            store: Arc::clone(&dyn_store),
+            engine: engine.clone(),
+            shared: Arc::clone(&shared_state),
+            peers: Arc::clone(&peer_client),
+            health: Arc::clone(&engine.health),
+            credentials: Arc::clone(&credentials),
+            shards,
+            started: std::time::Instant::now(),
+        });
         tasks.push(tokio::spawn(crate::admin::serve(
             admin,
             Arc::clone(&metrics),
             Arc::clone(&ready),
             Arc::clone(&engine.health),
+            admin_api,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::reload::watch(
+            Arc::clone(&credentials),
+            Arc::clone(&peer_client),
             stop_rx.clone(),
         )));
         let provider_tokens = cfg

@@ -14,7 +14,7 @@ use crate::federation::{BodyError, Head};
 use crate::serving::{Serving, content_length, header, stopping};
 use mimi_proto::uri::Domain;
 
-use crate::tls::{Identity, PeerError, server_config};
+use crate::tls::PeerError;
 
 /// The QUIC application error code sent when the gateway shuts down (H3_NO_ERROR).
 pub const CLOSE_SHUTDOWN: u32 = 0x100;
@@ -23,8 +23,8 @@ pub const CLOSE_SHUTDOWN: u32 = 0x100;
 ///
 /// # Errors
 /// Invalid TLS material or an address in use.
-pub fn bind(addr: SocketAddr, id: &Identity, s: &Serving) -> anyhow::Result<quinn::Endpoint> {
-    let tls = server_config(id, s.trust.server_roots(), &[b"h3"])?;
+pub fn bind(addr: SocketAddr, s: &Serving) -> anyhow::Result<quinn::Endpoint> {
+    let tls = s.credentials.server_config(&[b"h3"])?;
     let q = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(q));
     let mut t = quinn::TransportConfig::default();
@@ -74,7 +74,9 @@ async fn connection(incoming: quinn::Incoming, s: Serving) {
     let chain = conn
         .peer_identity()
         .and_then(|a| a.downcast::<Vec<CertificateDer<'static>>>().ok());
-    let peer = chain.map_or(Err(PeerError::NoCertificate), |c| s.trust.identify(&c));
+    let peer = chain.map_or(Err(PeerError::NoCertificate), |c| {
+        s.credentials.trust().identify(&c)
+    });
     let mut h3c = match h3::server::builder()
         .max_field_section_size(16 * 1024)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))

@@ -20,7 +20,7 @@ use crate::federation::{BodyError, Head, Outbound};
 use crate::serving::{Serving, content_length, header, stopping};
 use mimi_proto::uri::Domain;
 
-use crate::tls::{Identity, PeerError, server_config};
+use crate::tls::PeerError;
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -29,8 +29,8 @@ const DRAIN: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// Invalid TLS material.
-pub fn acceptor(id: &Identity, s: &Serving) -> anyhow::Result<TlsAcceptor> {
-    let tls = server_config(id, s.trust.server_roots(), &[b"h2", b"http/1.1"])?;
+pub fn acceptor(s: &Serving) -> anyhow::Result<TlsAcceptor> {
+    let tls = s.credentials.server_config(&[b"h2", b"http/1.1"])?;
     Ok(TlsAcceptor::from(Arc::new(tls)))
 }
 
@@ -74,7 +74,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, s: Serving) {
                         }
                     };
                     let (_, session) = tls.get_ref();
-                    let peer = session.peer_certificates().map_or(Err(PeerError::NoCertificate), |c| s.trust.identify(c));
+                    let peer = session.peer_certificates().map_or(Err(PeerError::NoCertificate), |c| s.credentials.trust().identify(c));
                     let transport: &'static str = if session.alpn_protocol() == Some(b"h2") { "h2" } else { "http/1.1" };
                     let svc_state = s.clone();
                     let svc = hyper::service::service_fn(move |req| {

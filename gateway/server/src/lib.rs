@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod peers;
 pub mod pki;
+pub mod reload;
 pub mod serving;
 pub mod store;
 pub mod tls;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::tls::{Identity, Trust, client_config};
+use crate::tls::client_config;
 
 /// Largest response body read from a peer for a MIMI request (asset downloads have their
 /// own cap, the asset size limit).
@@ -119,6 +119,39 @@ impl PeerError {
     }
 }
 
+/// What the operator sees of a link.
+#[derive(Debug, Clone, Default)]
+struct LinkStats {
+    last_answer: Option<Instant>,
+    last_error: Option<String>,
+    failures: u64,
+}
+
+/// A configured peer and its link, for the admin API.
+#[derive(Debug, Clone)]
+pub struct LinkState {
+    /// Domain.
+    pub domain: String,
+    /// QUIC address.
+    pub quic: Option<SocketAddr>,
+    /// HTTPS address.
+    pub https: SocketAddr,
+    /// Configured transport.
+    pub transport: String,
+    /// An HTTP/3 connection is cached.
+    pub h3_open: bool,
+    /// An HTTPS connection is cached and open.
+    pub https_open: bool,
+    /// HTTP/3 skipped for this long.
+    pub quic_backoff: Option<Duration>,
+    /// Since the last answer.
+    pub last_answer: Option<Duration>,
+    /// The last error, if the last request failed.
+    pub last_error: Option<String>,
+    /// Failures in a row.
+    pub failures: u64,
+}
+
 #[derive(Debug, Clone)]
 struct PeerAddr {
     quic: Option<SocketAddr>,
@@ -132,14 +165,15 @@ type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 /// The client side of federation links.
 pub struct PeerClient {
     our_domain: String,
-    identity: Arc<Identity>,
-    trust: Arc<Trust>,
+    credentials: Arc<crate::reload::Credentials>,
     peers: Mutex<BTreeMap<String, PeerAddr>>,
     quic: Option<quinn::Endpoint>,
     h3: tokio::sync::Mutex<HashMap<String, H3Sender>>,
     h2: tokio::sync::Mutex<HashMap<String, H2Sender>>,
     no_quic_until: Mutex<HashMap<String, Instant>>,
     directories: Mutex<HashMap<String, (Directory, Instant)>>,
+    /// Per peer: last answer, last error (for the operator).
+    links: Mutex<HashMap<String, LinkStats>>,
     /// Asset host → the peer it belongs to.
     asset_hosts: BTreeMap<String, String>,
     timeout: Duration,
@@ -172,8 +206,7 @@ impl PeerClient {
     /// When the QUIC client endpoint cannot be bound.
     pub fn new(
         cfg: &Config,
-        identity: Arc<Identity>,
-        trust: Arc<Trust>,
+        credentials: Arc<crate::reload::Credentials>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let quic = if cfg
@@ -192,8 +225,7 @@ impl PeerClient {
         };
         Ok(Self {
             our_domain: cfg.domain.clone(),
-            identity,
-            trust,
+            credentials,
             peers: Mutex::new(
                 cfg.peers
                     .iter()
@@ -214,6 +246,7 @@ impl PeerClient {
             h2: tokio::sync::Mutex::new(HashMap::new()),
             no_quic_until: Mutex::new(HashMap::new()),
             directories: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
             asset_hosts: cfg
                 .peers
                 .iter()
@@ -243,6 +276,13 @@ impl PeerClient {
         }
         self.h3.lock().await.remove(domain);
         self.h2.lock().await.remove(domain);
+    }
+
+    /// Closes every cached connection (after a certificate reload, new connections present
+    /// the new certificate).
+    pub async fn drop_connections(&self) {
+        self.h3.lock().await.clear();
+        self.h2.lock().await.clear();
     }
 
     /// Whether `domain` is a configured peer.
@@ -314,12 +354,79 @@ impl PeerClient {
             }
             self.h2_request(peer, &a, method, path, body, max).await
         };
-        tokio::time::timeout(self.timeout, fut)
+        let r = tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| PeerError::Timeout {
                 peer: peer.to_owned(),
                 ms: self.timeout.as_millis(),
-            })?
+            })
+            .and_then(|r| r);
+        if let Ok(mut l) = self.links.lock() {
+            let s = l.entry(peer.to_owned()).or_default();
+            match &r {
+                Ok(_) => {
+                    s.last_answer = Some(Instant::now());
+                    s.last_error = None;
+                    s.failures = 0;
+                }
+                Err(e) => {
+                    s.last_error = Some(e.to_string());
+                    s.failures += 1;
+                }
+            }
+        }
+        r
+    }
+
+    /// Every configured peer and its link (for the admin API).
+    pub fn link_states(&self) -> Vec<LinkState> {
+        let peers: Vec<(String, PeerAddr)> = self
+            .peers
+            .lock()
+            .map(|p| p.iter().map(|(d, a)| (d.clone(), a.clone())).collect())
+            .unwrap_or_default();
+        let h3: Vec<String> = self
+            .h3
+            .try_lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let h2: Vec<String> = self
+            .h2
+            .try_lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, s)| !s.is_closed())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let links = self.links.lock().map(|l| l.clone()).unwrap_or_default();
+        let backoff = self
+            .no_quic_until
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let now = Instant::now();
+        peers
+            .into_iter()
+            .map(|(domain, a)| {
+                let s = links.get(&domain).cloned().unwrap_or_default();
+                LinkState {
+                    h3_open: h3.contains(&domain),
+                    https_open: h2.contains(&domain),
+                    quic_backoff: backoff
+                        .get(&domain)
+                        .and_then(|t| t.checked_duration_since(now)),
+                    last_answer: s.last_answer.map(|t| t.elapsed()),
+                    last_error: s.last_error,
+                    failures: s.failures,
+                    quic: a.quic,
+                    https: a.https,
+                    transport: a.transport,
+                    domain,
+                }
+            })
+            .collect()
     }
 
     fn request_head(
@@ -350,8 +457,12 @@ impl PeerClient {
             .as_ref()
             .ok_or_else(|| fail(&"no QUIC endpoint"))?;
         let addr = a.quic.ok_or_else(|| fail(&"no QUIC address"))?;
-        let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h3"])
-            .map_err(|e| fail(&e))?;
+        let tls = client_config(
+            &self.credentials.identity(),
+            self.credentials.trust().roots_for(peer),
+            &[b"h3"],
+        )
+        .map_err(|e| fail(&e))?;
         let qc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| fail(&e))?;
         let mut cc = quinn::ClientConfig::new(Arc::new(qc));
         let mut transport = quinn::TransportConfig::default();
@@ -428,8 +539,12 @@ impl PeerClient {
             .await
             .map_err(|e| fail(&format_args!("TCP to {}: {e}", a.https)))?;
         let _ = tcp.set_nodelay(true);
-        let tls = client_config(&self.identity, self.trust.roots_for(peer), &[b"h2"])
-            .map_err(|e| fail(&e))?;
+        let tls = client_config(
+            &self.credentials.identity(),
+            self.credentials.trust().roots_for(peer),
+            &[b"h2"],
+        )
+        .map_err(|e| fail(&e))?;
         let name = ServerName::try_from(peer.to_owned()).map_err(|e| fail(&e))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
             .connect(name, tcp)

@@ -9,7 +9,6 @@ use tokio::sync::{Notify, watch};
 
 use crate::federation::Federation;
 use crate::metrics::Metrics;
-use crate::tls::Trust;
 
 /// Requests being handled; shutdown waits for it to reach zero.
 #[derive(Debug, Default)]
@@ -63,8 +62,8 @@ impl Inflight {
 pub struct Serving {
     /// The handler set.
     pub federation: Arc<Federation>,
-    /// Who we trust.
-    pub trust: Arc<Trust>,
+    /// Our certificate and who we trust (reloadable).
+    pub credentials: Arc<crate::reload::Credentials>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Requests in flight.

@@ -61,7 +61,7 @@ impl Identity {
         Ok(Self { chain, key })
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
+    pub(crate) fn key(&self) -> PrivateKeyDer<'static> {
         self.key.clone_key()
     }
 
@@ -202,7 +202,15 @@ impl Trust {
     /// # Errors
     /// Unreadable CA bundles.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
-        let federation_roots = load_roots(&cfg.tls.ca)?;
+        let mut federation_roots = match &cfg.tls.ca {
+            Some(ca) => load_roots(ca)?,
+            None => RootCertStore::empty(),
+        };
+        if cfg.tls.webpki {
+            federation_roots
+                .roots
+                .extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
         let mut per_peer = BTreeMap::new();
         for p in &cfg.peers {
             if let Some(ca) = &p.ca {

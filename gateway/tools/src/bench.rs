@@ -29,7 +29,7 @@ use crate::local::LocalFederation;
 use mimi_gateway::config::Config;
 use mimi_gateway::metrics::Metrics;
 use mimi_gateway::peers::PeerClient;
-use mimi_gateway::tls::{Identity, Trust, load_roots, server_config};
+use mimi_gateway::tls::{Identity, load_roots, server_config};
 use mimi_session::ApiClient;
 use mimi_session::Session;
 
@@ -132,9 +132,8 @@ fn peer_client(
             p.https = b.https;
         }
     }
-    let id = Arc::new(Identity::load(&cfg.tls.cert, &cfg.tls.key)?);
-    let trust = Arc::new(Trust::from_config(&cfg)?);
-    PeerClient::new(&cfg, id, trust, Arc::new(Metrics::default()))
+    let credentials = mimi_gateway::reload::Credentials::load(&cfg)?;
+    PeerClient::new(&cfg, credentials, Arc::new(Metrics::default()))
 }
 
 fn unthrottled(c: &mut Config) {

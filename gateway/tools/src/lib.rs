@@ -5,6 +5,7 @@
 //! Nothing here is part of a running gateway; the `mimi` command and the conformance suite use
 //! it. It depends on the gateway's public API only.
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod demo;

@@ -1,5 +1,6 @@
 //! Subcommands of `mimi`.
 
+pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod bridge;
 pub(crate) mod client;

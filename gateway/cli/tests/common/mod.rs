@@ -179,6 +179,11 @@ impl Proc {
         panic!("{} did not stop within 15 s of SIGTERM", self.domain);
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

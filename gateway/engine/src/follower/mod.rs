@@ -119,6 +119,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
                 );
             }
             ClientCall::HubInfo => return self.hub_info(id),
+            ClientCall::Admin(call) => {
+                return if matches!(auth, Auth::Admin) {
+                    self.admin_call(id, call)
+                } else {
+                    self.refuse(id, Refusal::AdminOnly)
+                };
+            }
             _ => {}
         }
         let Auth::Client(client) = auth else {
@@ -151,7 +158,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
                 self.client_identifier_query(id, &domain, body);
             }
             ClientCall::Subscribe { room, on } => self.client_subscribe(id, &client, &room, on),
-            ClientCall::Register { .. } | ClientCall::HubInfo => {}
+            ClientCall::Register { .. } | ClientCall::HubInfo | ClientCall::Admin(_) => {}
         }
     }
 

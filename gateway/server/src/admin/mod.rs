@@ -1,6 +1,7 @@
 //! The local admin listener (plain HTTP on loopback): `/metrics` (Prometheus), `/healthz`
-//! (the process is alive) and `/readyz` (listeners bound, not shutting down, storage commits
-//! succeeding and every engine shard alive).
+//! (the process is alive), `/readyz` (listeners bound, not shutting down, storage commits
+//! succeeding and every engine shard alive), and the operator's API under `/admin/v1`
+//! ([`api`], admin token required).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,8 @@ use tokio::sync::watch;
 
 use crate::driver::Health;
 use crate::metrics::Metrics;
+
+pub mod api;
 
 /// Whether the gateway takes traffic.
 #[derive(Debug, Default)]
@@ -73,12 +76,20 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     ready: Arc<Ready>,
     health: Arc<Health>,
+    api: Arc<api::AdminApi>,
     shutdown: watch::Receiver<bool>,
 ) {
     listener
         .serve_http(shutdown, move |req, _stop| {
-            let r = respond(&req, &metrics, &ready, &health);
-            async move { r }
+            let api = Arc::clone(&api);
+            let plain = (!req.uri().path().starts_with(mimi_proto::admin_api::PREFIX))
+                .then(|| respond(&req, &metrics, &ready, &health));
+            async move {
+                match plain {
+                    Some(r) => r,
+                    None => api.handle(req).await,
+                }
+            }
         })
         .await;
 }
