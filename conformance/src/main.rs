@@ -68,6 +68,10 @@ struct RunArgs {
     /// The target's test hook: its client API (docs/client-api.md), http://HOST:PORT
     #[arg(long)]
     hook: String,
+    /// A token that may register users on the hook when its registration is closed (the
+    /// target's admin token)
+    #[arg(long)]
+    hook_token: Option<String>,
     /// h3 (default) or https (HTTP/2)
     #[arg(long, default_value = "h3", value_parser = ["h3", "https"])]
     transport: String,
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ca: a.ca.clone(),
                     listen: a.listen,
                     hook: addr(&a.hook, "http://").await?,
+                    hook_token: a.hook_token.clone(),
                     transport: a.transport.clone(),
                     only: a.suite.clone(),
                 };

@@ -71,6 +71,9 @@ pub struct Options {
     pub listen: SocketAddr,
     /// The target's test hook (its client API).
     pub hook: SocketAddr,
+    /// A token that may register users on the hook when its registration is closed (the
+    /// target's admin token).
+    pub hook_token: Option<String>,
     /// `h3` or `https`.
     pub transport: String,
     /// Only tests whose ID starts with this.
@@ -233,12 +236,17 @@ impl Env {
         device: &str,
         kps: usize,
     ) -> Result<Session, String> {
-        let (api, domain) = if ours {
-            (self.our_api, self.o.our_domain.as_str())
+        let (api, domain, token) = if ours {
+            (self.our_api, self.o.our_domain.as_str(), None)
         } else {
-            (self.o.hook, self.o.target_domain.as_str())
+            (
+                self.o.hook,
+                self.o.target_domain.as_str(),
+                self.o.hook_token.as_deref(),
+            )
         };
-        s(Session::register(api, domain, &format!("{name}{}", self.run), device, kps).await)
+        let name = format!("{name}{}", self.run);
+        s(Session::register_with(api, token, domain, &name, device, kps).await)
     }
 }
 

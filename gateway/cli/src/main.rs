@@ -44,6 +44,8 @@ enum Command {
     Load(cli::load::LoadArgs),
     /// Operate a running gateway: status, peers, rooms, queues, dead letters, reload
     Admin(cli::admin::AdminArgs),
+    /// Exit 0 when the gateway is ready (/readyz), 1 otherwise (container health checks)
+    Health(cli::admin::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Client(a) => cli::client::run(a),
         Command::Load(a) => cli::load::run_load(a),
         Command::Admin(a) => cli::admin::run(a),
+        Command::Health(a) => cli::admin::health(a),
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,7 @@ async fn ten_thousand_messages_through_sigkills_lose_nothing() {
         in_flight: 32,
         run: rand::random::<u32>() % 1_000_000,
         ready: Some(ready),
+        token: None,
     })
     .await
     .unwrap();

@@ -92,8 +92,27 @@ impl Session {
         device: &str,
         key_packages: usize,
     ) -> Result<Self, SessionError> {
+        Self::register_with(api, None, domain, user, device, key_packages).await
+    }
+
+    /// As [`Session::register`], authorized by `token` (the admin token or a provider
+    /// token) when registration is closed.
+    ///
+    /// # Errors
+    /// [`SessionError`].
+    pub async fn register_with(
+        api: SocketAddr,
+        token: Option<&str>,
+        domain: &str,
+        user: &str,
+        device: &str,
+        key_packages: usize,
+    ) -> Result<Self, SessionError> {
         let member = Member::new(domain, user, device);
-        let mut client = ApiClient::new(api);
+        let mut client = match token {
+            Some(t) => ApiClient::with_token(api, t),
+            None => ApiClient::new(api),
+        };
         client.register(user, device, user).await?;
         client
             .publish_with(

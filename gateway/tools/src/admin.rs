@@ -169,6 +169,32 @@ impl AdminClient {
     }
 }
 
+/// `GET /readyz` of the admin listener at `addr` (no token needed): status and text.
+///
+/// # Errors
+/// The listener cannot be reached.
+pub async fn readyz(addr: SocketAddr) -> anyhow::Result<(u16, String)> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot reach the admin listener at {addr}"))?;
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let r = s
+        .send_request(
+            Request::get("/readyz")
+                .header(http::header::HOST, addr.to_string())
+                .body(Full::new(Bytes::new()))?,
+        )
+        .await?;
+    let status = r.status().as_u16();
+    let b = http_body_util::Limited::new(r.into_body(), 4096)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&b).trim().to_owned()))
+}
+
 fn decode<T: DeserializeOwned>(status: u16, b: &[u8]) -> anyhow::Result<T> {
     if status != 200 {
         let why = serde_json::from_slice::<api::Refused>(b)

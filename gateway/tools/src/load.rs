@@ -44,6 +44,9 @@ pub struct LoadOptions {
     pub run: u32,
     /// Told once the rooms are set up and sending starts (a fault injector waits for it).
     pub ready: Option<Arc<tokio::sync::Notify>>,
+    /// A token that may register users (the gateways' admin token) when registration is
+    /// closed.
+    pub token: Option<String>,
 }
 
 /// The report.
@@ -150,7 +153,9 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
             let (domain, api) = &o.gateways[(r + u) % o.gateways.len()];
             let name = format!("load{}r{r}u{u}", o.run);
             let s = retrying(o.patience, "register", || async {
-                match Session::register(*api, domain, &name, "load", 4).await {
+                match Session::register_with(*api, o.token.as_deref(), domain, &name, "load", 4)
+                    .await
+                {
                     Ok(s) => Ok(Some(s)),
                     Err(e) if e.to_string().contains("transport") => Ok(None),
                     Err(e) => Err(anyhow::anyhow!("{e}")),

@@ -75,6 +75,53 @@ enum AdminCommand {
     Reload,
 }
 
+/// `mimi health`: whether the gateway is ready (for container health checks).
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// The gateway's configuration (its admin address)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The admin listener (default 127.0.0.1:9090)
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+}
+
+/// Runs `mimi health`: exit 0 when `/readyz` answers 200, 1 otherwise.
+pub(crate) fn health(a: HealthArgs) -> anyhow::Result<ExitCode> {
+    let addr = match (a.admin, &a.config) {
+        (Some(addr), _) => addr,
+        (None, Some(p)) => {
+            Config::load(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .listen
+                .admin
+        }
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 9090)),
+    };
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match rt.block_on(mimi_tools::admin::readyz(addr)) {
+        Ok((200, t)) => {
+            println!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((s, t)) => {
+            eprintln!("mimi health: {s} {t}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("mimi health: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn client(a: &AdminArgs) -> anyhow::Result<AdminClient> {
     let cfg = a
         .config

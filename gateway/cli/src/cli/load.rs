@@ -36,6 +36,10 @@ pub(crate) struct LoadArgs {
     /// Requests in flight at most (rate 0)
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
+    /// A token that may register users when registration is closed (the gateways' admin
+    /// token; or the MIMI_ADMIN_TOKEN environment variable)
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn parse_gateway(s: &str) -> anyhow::Result<(String, SocketAddr)> {
@@ -72,6 +76,7 @@ pub(crate) fn run_load(a: LoadArgs) -> anyhow::Result<ExitCode> {
         in_flight: a.in_flight,
         run: rand::random::<u32>() % 1_000_000,
         ready: None,
+        token: a.token.or_else(|| std::env::var("MIMI_ADMIN_TOKEN").ok()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
