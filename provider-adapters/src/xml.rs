@@ -209,6 +209,15 @@ impl Element {
     }
 }
 
+/// Whether `s` can be an XML name (the parser accepts some that cannot: `<\r/>`).
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
+}
+
 /// Escapes text and attribute values.
 pub fn escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
@@ -275,6 +284,12 @@ impl TreeBuilder {
 
     fn open(&self, r: &NamespaceResolver, s: &BytesStart<'_>) -> Result<Element, XmlError> {
         let (ns, local) = r.resolve_element(s.name());
+        if !is_name(local.into_inner()) {
+            return Err(XmlError(format!(
+                "{:?} is not an element name",
+                local.into_inner()
+            )));
+        }
         let mut e = Element {
             name: local.into_inner().to_owned(),
             ns: ns_of(&ns, &self.default_ns)?,
@@ -290,6 +305,9 @@ impl TreeBuilder {
                 .map_err(xe)?
                 .into_owned();
             let raw = a.key.into_inner().to_owned();
+            if !is_name(&raw) {
+                return Err(XmlError(format!("{raw:?} is not an attribute name")));
+            }
             let key = if raw.starts_with("xml:") {
                 raw
             } else {
@@ -488,6 +506,8 @@ mod tests {
         assert_eq!(Element::parse(&back, "").unwrap(), e);
         assert!(Element::parse("<a><b></a>", "").is_err());
         assert!(Element::parse("<a/><b/>", "").is_err());
+        // Found by fuzzing: an element without a name parsed, and serialized as `</>`.
+        assert!(Element::parse("<\r\r\r/>", "").is_err());
     }
 
     #[test]

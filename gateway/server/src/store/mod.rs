@@ -47,9 +47,38 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The gateway's database.
+///
+/// After an I/O error (a full disk), redb refuses every later write until the file is
+/// opened again: the store then closes and reopens it, so that once the disk has room the
+/// gateway commits again without a restart (the failed commit itself had no effect).
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    path: std::path::PathBuf,
+    db: std::sync::RwLock<Option<Database>>,
+}
+
+fn open_db(path: &Path) -> anyhow::Result<Database> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    let backend = redb::backends::FileBackend::new(file)
+        .with_context(|| format!("cannot lock database {}", path.display()))?;
+    Database::builder()
+        .create_with_backend(backend)
+        .with_context(|| format!("cannot open database {}", path.display()))
+}
+
+/// Whether a write failed in a way that leaves redb refusing writes until reopened.
+fn io_failure(e: &redb::StorageError) -> bool {
+    matches!(
+        e,
+        redb::StorageError::Io(_) | redb::StorageError::PreviousIo
+    )
 }
 
 /// Creates `dir` (and parents) readable by this user only.
@@ -69,23 +98,48 @@ impl RedbStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot open database {}", path.display()))?;
-        let backend = redb::backends::FileBackend::new(file)
-            .with_context(|| format!("cannot lock database {}", path.display()))?;
-        let db = Database::builder()
-            .create_with_backend(backend)
-            .with_context(|| format!("cannot open database {}", path.display()))?;
-        let store = Self { db };
-        migrate::migrate(&store.db, &assets::dir_of(path))
+        let db = open_db(path)?;
+        migrate::migrate(&db, &assets::dir_of(path))
             .with_context(|| format!("cannot migrate {}", path.display()))?;
-        Ok(store)
+        Ok(Self {
+            path: path.to_owned(),
+            db: std::sync::RwLock::new(Some(db)),
+        })
+    }
+
+    /// The open database (reopened first if an I/O error closed it).
+    fn db(&self) -> Result<std::sync::RwLockReadGuard<'_, Option<Database>>, StoreError> {
+        {
+            let g = self
+                .db
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if g.is_some() {
+                return Ok(g);
+            }
+        }
+        self.reopen()?;
+        Ok(self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Closes and opens the file again (after an I/O error).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut g = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *g = None; // the file lock is released before opening again
+        let db = open_db(&self.path).map_err(|e| backend(format!("{e:#}")))?;
+        *g = Some(db);
+        tracing::warn!(path = %self.path.display(), "database reopened after an I/O error");
+        Ok(())
+    }
+
+    fn closed() -> StoreError {
+        backend("the database is closed after an I/O error; it is reopened on the next write")
     }
 
     /// The schema version recorded in the file.
@@ -93,7 +147,11 @@ impl RedbStore {
     /// # Errors
     /// Database errors.
     pub fn version(&self) -> anyhow::Result<u64> {
-        migrate::version(&self.db)
+        let g = self.db().map_err(|e| anyhow::anyhow!("{e}"))?;
+        migrate::version(
+            g.as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{}", Self::closed()))?,
+        )
     }
 
     /// A value of the meta table.
@@ -118,7 +176,12 @@ impl RedbStore {
         f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, StoreError>,
         empty: R,
     ) -> Result<R, StoreError> {
-        let r = self.db.begin_read().map_err(backend)?;
+        let g = self.db()?;
+        let r = g
+            .as_ref()
+            .ok_or_else(Self::closed)?
+            .begin_read()
+            .map_err(backend)?;
         match r.open_table(def(table)) {
             Ok(t) => f(&t),
             Err(TableError::TableDoesNotExist(_)) => Ok(empty),
@@ -243,15 +306,34 @@ impl Store for RedbStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(backend)?;
-        let r = f(&mut RedbTxn { w: &w });
-        match r {
-            Ok(()) => w.commit().map_err(backend),
-            Err(e) => {
-                let _ = w.abort();
-                Err(e)
+        let failed_io = {
+            let g = self.db()?;
+            let db = g.as_ref().ok_or_else(Self::closed)?;
+            let w = match db.begin_write() {
+                Ok(w) => w,
+                Err(redb::TransactionError::Storage(e)) if io_failure(&e) => {
+                    drop(g);
+                    let _ = self.reopen();
+                    return Err(backend(e));
+                }
+                Err(e) => return Err(backend(e)),
+            };
+            let r = f(&mut RedbTxn { w: &w });
+            match r {
+                Ok(()) => match w.commit() {
+                    Ok(()) => return Ok(()),
+                    Err(redb::CommitError::Storage(e)) if io_failure(&e) => e,
+                    Err(e) => return Err(backend(e)),
+                },
+                Err(e) => {
+                    let _ = w.abort();
+                    return Err(e);
+                }
             }
-        }
+        };
+        // Nothing of the failed commit is in the file; redb wants it opened again.
+        let _ = self.reopen();
+        Err(backend(failed_io))
     }
 }
 
