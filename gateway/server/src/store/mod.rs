@@ -12,6 +12,7 @@
 
 pub mod assets;
 mod migrate;
+pub mod pg;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -358,6 +359,83 @@ mod tests {
         let d = std::env::temp_dir().join(format!("mimi-store-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d.join("gw.redb")
+    }
+
+    /// Against a real PostgreSQL (`scripts/pg.sh start`; `MIMI_TEST_PG` names it): the same
+    /// suite as redb. Skipped with a message when no database is given.
+    #[test]
+    fn postgres_passes_the_storage_suite() {
+        let Ok(url) = std::env::var("MIMI_TEST_PG") else {
+            eprintln!("MIMI_TEST_PG is not set (scripts/pg.sh start): skipped");
+            return;
+        };
+        let mut n = 0;
+        let pid = std::process::id();
+        mimi_engine::store::suite::run(&mut || {
+            n += 1;
+            Arc::new(pg::PgStore::open(&fresh_db(&url, &format!("suite_{pid}_{n}")), 2).unwrap())
+        });
+    }
+
+    #[test]
+    fn postgres_leases_fence_stale_holders() {
+        let Ok(url) = std::env::var("MIMI_TEST_PG") else {
+            eprintln!("MIMI_TEST_PG is not set (scripts/pg.sh start): skipped");
+            return;
+        };
+        let s = pg::PgStore::open(&fresh_db(&url, &format!("lease_{}", std::process::id())), 2)
+            .unwrap();
+        let ttl = std::time::Duration::from_millis(300);
+        let t1 = s.lease("mimi://a/r/x", "node1", ttl).unwrap().unwrap();
+        assert_eq!(
+            s.lease("mimi://a/r/x", "node2", ttl).unwrap(),
+            None,
+            "held by node1"
+        );
+        assert_eq!(
+            s.lease("mimi://a/r/x", "node1", ttl).unwrap(),
+            Some(t1),
+            "renewed"
+        );
+        let fenced = |token: u64| {
+            s.transact(&mut |t| {
+                t.put(Table::Meta, b"k", &token.to_be_bytes())?;
+                t.check_fence("mimi://a/r/x", token)
+            })
+        };
+        fenced(t1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let t2 = s.lease("mimi://a/r/x", "node2", ttl).unwrap().unwrap();
+        assert!(t2 > t1, "a takeover gets a greater token");
+        // node1 lost the lease: its write is refused and nothing of it applies.
+        assert!(matches!(fenced(t1), Err(StoreError::Fenced { .. })));
+        assert_eq!(
+            s.get(Table::Meta, b"k").unwrap(),
+            Some(t1.to_be_bytes().to_vec())
+        );
+        fenced(t2).unwrap();
+    }
+
+    /// A database of its own for one test (created on the server of `url`).
+    fn fresh_db(url: &str, name: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let _ = c
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await;
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+        });
+        let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+        format!("{base}/{name}")
     }
 
     #[test]
