@@ -138,7 +138,18 @@ async fn a_full_disk_refuses_cleanly_and_loses_nothing() {
         resumed,
         "the hub never served again after the disk had room"
     );
-    assert_eq!(plain_get(a.admin, "/readyz").await.0, 200);
+    // Ready again once the hold after the last failure has passed (5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = plain_get(a.admin, "/readyz").await;
+    while ready.0 != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ready = plain_get(a.admin, "/readyz").await;
+    }
+    assert_eq!(
+        ready.0, 200,
+        "ready again after the disk had room: {}",
+        ready.1
+    );
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < accepted.len() && Instant::now() < deadline {

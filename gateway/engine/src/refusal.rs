@@ -155,6 +155,18 @@ pub enum Refusal {
     /// Storage is failing: nothing was done.
     #[error("the gateway cannot store this now ({0}); nothing was done, retry")]
     Unavailable(String),
+    /// A refusal made by the node of this cluster that handled the request, relayed as it was.
+    #[error("{sentence}")]
+    Relayed {
+        /// Its status.
+        status: u16,
+        /// Its kind (one of [`Refusal::KINDS`], or `relayed`).
+        kind: &'static str,
+        /// Its sentence.
+        sentence: String,
+        /// Its Retry-After.
+        retry_after_s: Option<u64>,
+    },
 }
 
 impl Refusal {
@@ -185,6 +197,7 @@ impl Refusal {
             Self::Quota { .. } => 429,
             Self::PeerUnreachable { .. } => 502,
             Self::Unavailable(_) => 503,
+            Self::Relayed { status, .. } => *status,
         }
     }
 
@@ -193,6 +206,7 @@ impl Refusal {
         match self {
             Self::Quota { retry_after_s, .. } => Some(*retry_after_s),
             Self::PeerUnreachable { .. } | Self::Unavailable(_) => Some(1),
+            Self::Relayed { retry_after_s, .. } => *retry_after_s,
             _ => None,
         }
     }
@@ -225,6 +239,55 @@ impl Refusal {
             Self::PeerUnreachable { .. } => "peer_unreachable",
             Self::Unavailable(_) => "unavailable",
             Self::AdminOnly => "admin_only",
+            Self::Relayed { kind, .. } => kind,
+        }
+    }
+
+    /// Every kind [`Refusal::kind`] names.
+    pub const KINDS: [&'static str; 25] = [
+        "malformed",
+        "bad_uri",
+        "path_mismatch",
+        "invalid_room",
+        "invalid_key_package",
+        "bad_name",
+        "invalid",
+        "unauthenticated",
+        "registration_closed",
+        "device_linking",
+        "from_self",
+        "not_hub",
+        "not_yours",
+        "bad_signature",
+        "credential_mismatch",
+        "not_participant",
+        "not_member",
+        "open_proxy",
+        "not_found",
+        "exists",
+        "too_many",
+        "quota",
+        "peer_unreachable",
+        "unavailable",
+        "admin_only",
+    ];
+
+    /// A refusal another node made, from its status, kind and sentence. Statuses outside
+    /// 400..=599 become 502 (a node never relays success as a refusal).
+    pub fn relayed(status: u16, kind: &str, sentence: String, retry_after_s: Option<u64>) -> Self {
+        Self::Relayed {
+            status: if (400..=599).contains(&status) {
+                status
+            } else {
+                502
+            },
+            kind: Self::KINDS
+                .iter()
+                .find(|k| **k == kind)
+                .copied()
+                .unwrap_or("relayed"),
+            sentence,
+            retry_after_s,
         }
     }
 
@@ -243,6 +306,23 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relayed_refusals_keep_status_kind_and_sentence() {
+        let r = Refusal::relayed(403, "not_member", "x is not a member".into(), None);
+        assert_eq!(
+            (r.status(), r.kind(), r.to_string()),
+            (403, "not_member", "x is not a member".to_owned())
+        );
+        let r = Refusal::relayed(200, "made-up", "s".into(), Some(2));
+        assert_eq!(
+            (r.status(), r.kind(), r.retry_after_s()),
+            (502, "relayed", Some(2))
+        );
+        for k in Refusal::KINDS {
+            assert_eq!(Refusal::relayed(400, k, String::new(), None).kind(), k);
+        }
+    }
 
     #[test]
     fn statuses_and_sentences() {

@@ -13,12 +13,11 @@ use tokio::sync::watch;
 use crate::client_api::fetch_asset;
 use crate::config::Config;
 use crate::peers::PeerClient;
-use crate::store::RedbStore;
 use crate::store::assets::AssetStore;
 
 /// The store's bridge table.
 #[derive(Debug)]
-pub struct StoreForBridges(pub Arc<RedbStore>);
+pub struct StoreForBridges(pub Arc<dyn Store>);
 
 fn e(x: impl std::fmt::Display) -> StoreError {
     StoreError(x.to_string())
@@ -93,7 +92,7 @@ pub struct BridgeContext {
     /// The client API (loopback).
     pub client_api: SocketAddr,
     /// The store.
-    pub store: Arc<RedbStore>,
+    pub store: Arc<dyn Store>,
     /// Assets.
     pub assets: AssetStore,
     /// Peer links.

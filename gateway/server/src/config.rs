@@ -98,11 +98,71 @@ pub struct Tls {
 }
 
 /// Storage.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// The redb file (default `mimi-data/<domain>.redb`).
+    /// The redb file (default `mimi-data/<domain>.redb`); with PostgreSQL, the directory of
+    /// this path holds asset files (shared by a cluster's nodes: a shared volume).
     pub path: Option<PathBuf>,
+    /// `redb` (embedded, one machine; the default) or `postgres`.
+    pub backend: StorageBackend,
+    /// PostgreSQL connection URL (`postgres://user@host:port/db`), for `backend = "postgres"`.
+    pub url: Option<String>,
+    /// PostgreSQL connections per node.
+    pub connections: usize,
+}
+
+/// A cluster of nodes serving one domain from one PostgreSQL database (docs/cluster.md).
+/// Rooms and users are spread over `slots`; each slot is ordered by one node at a time,
+/// under a lease with a fencing token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name, unique among the domain's nodes (default: the host name).
+    pub node: Option<String>,
+    /// Where the other nodes reach this node's HTTPS federation listener (`ip:port`; default
+    /// the listen address, which must then not be a wildcard).
+    pub advertise_https: Option<SocketAddr>,
+    /// Where the other nodes reach this node's HTTP/3 listener (default: the listen address).
+    pub advertise_quic: Option<SocketAddr>,
+    /// Slots rooms and users are spread over; fixed for the life of the database.
+    pub slots: u16,
+    /// A dead node's slots are ordered again by the others within this bound (ms).
+    pub failover_ms: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            node: None,
+            advertise_https: None,
+            advertise_quic: None,
+            slots: 12,
+            failover_ms: 10_000,
+        }
+    }
+}
+
+/// Where the gateway keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One redb file.
+    #[default]
+    Redb,
+    /// A PostgreSQL database (required for a cluster of nodes).
+    Postgres,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            path: None,
+            backend: StorageBackend::Redb,
+            url: None,
+            connections: 8,
+        }
+    }
 }
 
 /// Bounds (docs/config.md lists each with its default and what happens past it).
@@ -294,6 +354,21 @@ pub struct Peer {
     /// Hosts of its asset servers (allowed for `/proxyDownload`).
     #[serde(default)]
     pub asset_domains: Vec<String>,
+    /// More addresses of the same provider (the other nodes of a cluster), tried in turn when
+    /// the one in use cannot be reached.
+    #[serde(default)]
+    pub addresses: Vec<PeerAddress>,
+}
+
+/// One more address of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAddress {
+    /// QUIC (HTTP/3), if any.
+    #[serde(default)]
+    pub quic: Option<SocketAddr>,
+    /// HTTPS.
+    pub https: SocketAddr,
 }
 
 fn default_transport() -> String {
@@ -314,6 +389,9 @@ pub struct Config {
     /// Storage.
     #[serde(default)]
     pub storage: Storage,
+    /// Cluster membership (with `storage.backend = "postgres"`).
+    #[serde(default)]
+    pub cluster: Cluster,
     /// Bounds.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -425,6 +503,13 @@ impl Config {
         if let Some(v) = get("MIMI_LISTEN_CLIENT_API") {
             self.listen.client_api = addr("MIMI_LISTEN_CLIENT_API", &v)?;
         }
+        if let Some(v) = get("MIMI_STORAGE_URL") {
+            self.storage.url = Some(v);
+            self.storage.backend = StorageBackend::Postgres;
+        }
+        if let Some(v) = get("MIMI_NODE") {
+            self.cluster.node = Some(v);
+        }
         if let Some(v) = get("MIMI_STORAGE_PATH") {
             self.storage.path = Some(PathBuf::from(v));
         }
@@ -456,6 +541,30 @@ impl Config {
                 "domain",
                 format!("{:?} is not a DNS name", self.domain),
             ));
+        }
+        if self.storage.backend == StorageBackend::Postgres && self.storage.url.is_none() {
+            return Err(invalid(
+                "storage.url",
+                "backend = \"postgres\" needs url = \"postgres://user@host:port/database\"",
+            ));
+        }
+        if self.storage.connections == 0 || self.storage.connections > 256 {
+            return Err(invalid("storage.connections", "1 to 256"));
+        }
+        if self.cluster.failover_ms < 2000 {
+            return Err(invalid("cluster.failover_ms", "at least 2000 ms"));
+        }
+        if !(1..=1024).contains(&self.cluster.slots) {
+            return Err(invalid("cluster.slots", "1 to 1024"));
+        }
+        if let Some(n) = &self.cluster.node
+            && (n.is_empty()
+                || n.len() > 64
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            return Err(invalid("cluster.node", "1 to 64 of [A-Za-z0-9._-]"));
         }
         if self.tls.ca.is_none() && !self.tls.webpki {
             return Err(invalid(

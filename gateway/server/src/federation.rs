@@ -52,7 +52,13 @@ enum Target {
     Directory,
     Asset(String),
     Mimi(Endpoint, String),
+    /// A request another node of this cluster hands to the node ordering its slot.
+    Forward,
 }
+
+/// Where the nodes of a cluster hand each other requests (only over a link whose client
+/// certificate names this provider's own domain).
+pub const FORWARD_PATH: &str = "/_mimi/cluster/v1/forward";
 
 /// A head that passed every check; holds the peer's in-flight slot until answered.
 pub struct Admitted {
@@ -62,7 +68,7 @@ pub struct Admitted {
     target: Target,
     /// The most body bytes to read.
     pub limit: usize,
-    _permit: Permit,
+    _permit: Option<Permit>,
     started: std::time::Instant,
 }
 
@@ -179,6 +185,11 @@ impl Federation {
                 ));
             }
         };
+        if peer.as_str() == self.domain {
+            return self
+                .node(head, &path, peer)
+                .map_err(|o| ("identity".to_owned(), o));
+        }
         let checked = mimi_proto::head::check(
             &mimi_proto::head::Head {
                 method: head.method.as_str(),
@@ -238,7 +249,34 @@ impl Federation {
             transport: head.transport,
             target,
             limit,
-            _permit: permit,
+            _permit: Some(permit),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// A request from another node of this cluster (its certificate names our own domain):
+    /// only forwarded requests are taken from it.
+    fn node(&self, head: &Head, path: &str, peer: Domain) -> Result<Admitted, Outbound> {
+        if path != FORWARD_PATH || head.method != Method::POST {
+            return Err(Outbound::text(
+                403,
+                "a certificate of this provider's own domain may only forward requests between the nodes of its cluster (POST /_mimi/cluster/v1/forward)",
+            ));
+        }
+        let limit = self.max_body.max(self.notify_max_body) + (64 << 10);
+        if head.content_length.is_some_and(|n| n > limit) {
+            return Err(Outbound::text(
+                413,
+                format!("a forwarded request is at most {limit} bytes"),
+            ));
+        }
+        Ok(Admitted {
+            peer,
+            label: "cluster_forward".into(),
+            transport: head.transport,
+            target: Target::Forward,
+            limit,
+            _permit: None,
             started: std::time::Instant::now(),
         })
     }
@@ -287,6 +325,17 @@ impl Federation {
                 retry_after: None,
             },
             Target::Asset(id) => self.asset(id).await,
+            Target::Forward => match crate::cluster::wire::decode_input(&body) {
+                Ok(input) => Outbound {
+                    status: 200,
+                    content_type: crate::cluster::wire::MEDIA_TYPE.into(),
+                    body: Bytes::from(crate::cluster::wire::encode_response(
+                        &self.engine.local(input).await,
+                    )),
+                    retry_after: None,
+                },
+                Err(e) => Outbound::text(400, e.to_string()),
+            },
             Target::Mimi(endpoint, value) => {
                 let r = self
                     .engine

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mimi_engine::store::{QueueCap, Store};
-use mimi_engine::{
-    ConsentPolicy, Engine, EngineConfig, Limits, Refusal, Registration, Response, Shared,
-};
+use mimi_engine::store::{QueueCap, Store, Table};
+use mimi_engine::{ConsentPolicy, EngineConfig, Limits, Refusal, Registration, Response, Shared};
 use mimi_listen::{ConnectionCaps, Listener};
 use mimi_proto::uri::Domain;
 use openmls::prelude::Ciphersuite;
@@ -22,8 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Ready;
 use crate::client_api::{ClientApi, FetchError, fetch_asset};
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::driver::{self, Driver, EngineHandle, FetchFuture};
+use crate::config::StorageBackend;
+use crate::driver::{self, EngineHandle, FetchFuture, Slots};
 use crate::federation::Federation;
 use crate::limits::Admission;
 use crate::metrics::Metrics;
@@ -31,6 +31,7 @@ use crate::peers::PeerClient;
 use crate::serving::{Inflight, Serving};
 use crate::store::RedbStore;
 use crate::store::assets::{self, AssetStore};
+use crate::store::pg::PgStore;
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -76,46 +77,115 @@ pub struct Gateway {
     /// Its metrics.
     pub metrics: Arc<Metrics>,
     /// Its store.
-    pub store: Arc<RedbStore>,
+    pub store: Arc<dyn Store>,
+    /// Its cluster membership (PostgreSQL storage).
+    pub cluster: Option<Arc<Cluster>>,
     stop: watch::Sender<bool>,
     quic: Option<quinn::Endpoint>,
     tasks: Vec<JoinHandle<()>>,
-    driver: Driver,
+    slots: Arc<Slots>,
     inflight: Arc<Inflight>,
     ready: Arc<Ready>,
     peers: Arc<PeerClient>,
     _bridges: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-fn hub_signer(store: &RedbStore) -> anyhow::Result<SignatureKeyPair> {
-    if let Some(b) = store.meta("hub_signer")? {
-        return SignatureKeyPair::tls_deserialize_exact(b.as_slice())
-            .map_err(|e| anyhow::anyhow!("the stored hub key is unreadable: {e}"));
-    }
-    let s = SignatureKeyPair::new(
+fn hub_signer(store: &dyn Store) -> anyhow::Result<SignatureKeyPair> {
+    let fresh = SignatureKeyPair::new(
         Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm(),
     )
-    .map_err(|e| anyhow::anyhow!("cannot generate the hub key: {e:?}"))?;
-    store.set_meta(
-        "hub_signer",
-        &s.tls_serialize_detached()
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    )?;
-    Ok(s)
+    .map_err(|e| anyhow::anyhow!("cannot generate the hub key: {e:?}"))?
+    .tls_serialize_detached()
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The first node of a cluster to start decides; the others read its key.
+    let b = store.get_or_put(Table::Meta, b"hub_signer", &fresh)?;
+    SignatureKeyPair::tls_deserialize_exact(b.as_slice())
+        .map_err(|e| anyhow::anyhow!("the stored hub key is unreadable: {e}"))
 }
 
-fn franking_key(store: &RedbStore) -> anyhow::Result<Vec<u8>> {
-    if let Some(k) = store.meta("franking_key")? {
-        return Ok(k);
-    }
+fn franking_key(store: &dyn Store) -> anyhow::Result<Vec<u8>> {
     let mut k = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut k);
-    store.set_meta("franking_key", &k)?;
-    Ok(k)
+    Ok(store.get_or_put(Table::Meta, b"franking_key", &k)?)
+}
+
+/// Opens the configured store.
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let path = cfg.storage_path();
+    Ok(match cfg.storage.backend {
+        StorageBackend::Redb => {
+            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&path)).await??)
+        }
+        StorageBackend::Postgres => {
+            let url = cfg.storage.url.clone().unwrap_or_default();
+            let n = cfg.storage.connections;
+            Arc::new(
+                tokio::task::spawn_blocking(move || PgStore::open(&url, n))
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("PostgreSQL: {e}"))?,
+            )
+        }
+    })
+}
+
+/// The slots of a cluster, fixed by its first node.
+fn cluster_slots(cfg: &Config, store: &dyn Store) -> anyhow::Result<u16> {
+    let want = cfg.cluster.slots;
+    let b = store.get_or_put(Table::Meta, b"cluster_slots", &want.to_be_bytes())?;
+    let have = <[u8; 2]>::try_from(b.as_slice())
+        .map(u16::from_be_bytes)
+        .map_err(|_| anyhow::anyhow!("the stored cluster_slots is unreadable"))?;
+    if have != want {
+        anyhow::bail!(
+            "cluster.slots is {want} but this database was set up with {have} slots; set cluster.slots = {have}"
+        );
+    }
+    Ok(have)
+}
+
+/// What the other nodes of a cluster are told about this one.
+fn cluster_settings(
+    cfg: &Config,
+    https: SocketAddr,
+    quic: Option<SocketAddr>,
+) -> anyhow::Result<crate::cluster::Settings> {
+    let https = cfg.cluster.advertise_https.unwrap_or(https);
+    if https.ip().is_unspecified() {
+        anyhow::bail!(
+            "cluster.advertise_https: the HTTPS listener is on a wildcard address ({https}); say where the other nodes reach this one"
+        );
+    }
+    let quic = cfg
+        .cluster
+        .advertise_quic
+        .or_else(|| quic.filter(|q| !q.ip().is_unspecified()));
+    let node = match &cfg.cluster.node {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("cluster.node: no host name to default to; name this node")
+            })?,
+    };
+    Ok(crate::cluster::Settings {
+        url: cfg.storage.url.clone().unwrap_or_default(),
+        node,
+        slots: cfg.cluster.slots,
+        failover: Duration::from_millis(cfg.cluster.failover_ms),
+        https,
+        quic,
+    })
 }
 
 /// The engine's configuration from the gateway's.
-fn engine_config(cfg: &Config, domain: Domain, store: &RedbStore) -> anyhow::Result<EngineConfig> {
+fn engine_config(
+    cfg: &Config,
+    domain: Domain,
+    store: &dyn Store,
+    slots: u16,
+) -> anyhow::Result<EngineConfig> {
     let l = &cfg.limits;
     let mut asset_domains: BTreeMap<String, BTreeSet<String>> = cfg
         .peers
@@ -150,7 +220,10 @@ fn engine_config(cfg: &Config, domain: Domain, store: &RedbStore) -> anyhow::Res
             outbox_bytes_per_follower: l.outbox_bytes_per_follower,
             notify_batch_bytes: (l.notify_max_body_bytes / 2).clamp(64 << 10, 4 << 20),
             notify_parallel_per_follower: l.notify_parallel_per_follower,
-            room_cache_entries: l.room_cache_entries,
+            // The bound is per node: spread over the slots that may all run here.
+            room_cache_entries: (l.room_cache_entries * usize::from(shard_count(cfg))
+                / usize::from(slots.max(1)))
+            .max(64),
             claims_per_peer_per_minute: l.claims_per_peer_per_minute,
             claims_per_user_per_minute: l.claims_per_user_per_minute,
             ..Limits::default()
@@ -178,29 +251,14 @@ impl Gateway {
             .map_err(|e| anyhow::anyhow!("domain {:?}: {e}", cfg.domain))?;
         let credentials = crate::reload::Credentials::load(&cfg)?;
         let path = cfg.storage_path();
-        let store = {
-            let p = path.clone();
-            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&p)).await??)
+        let store = open_store(&cfg).await?;
+        let slots = match cfg.storage.backend {
+            StorageBackend::Redb => shard_count(&cfg),
+            StorageBackend::Postgres => cluster_slots(&cfg, store.as_ref())?,
         };
-        let dyn_store: Arc<dyn Store> = Arc::clone(&store) as Arc<dyn Store>;
-        let engine_cfg = Arc::new(engine_config(&cfg, domain.clone(), &store)?);
-        let shards = shard_count(&cfg);
+        let engine_cfg = Arc::new(engine_config(&cfg, domain.clone(), store.as_ref(), slots)?);
         let shared = Arc::new(Shared::default());
         let shared_state = Arc::clone(&shared);
-        let mut engines = Vec::new();
-        for i in 0..shards {
-            engines.push(
-                Engine::new(
-                    Arc::clone(&engine_cfg),
-                    openmls_rust_crypto::RustCrypto::default(),
-                    Arc::clone(&dyn_store),
-                    i,
-                    shards,
-                    Arc::clone(&shared),
-                )
-                .context("restoring the engine from the store")?,
-            );
-        }
         let metrics = Arc::new(Metrics::default());
         let peer_client = Arc::new(PeerClient::new(
             &cfg,
@@ -213,7 +271,7 @@ impl Gateway {
         let asset_base = format!("{public}/assets");
         let assets = AssetStore::new(
             assets::dir_of(&path),
-            Arc::clone(&dyn_store),
+            Arc::clone(&store),
             cfg.limits.max_asset_bytes as u64,
             cfg.limits.asset_quota_bytes,
             cfg.limits.asset_retention_days * 86_400_000,
@@ -241,14 +299,21 @@ impl Gateway {
                 })
             })
         };
-        let (engine, driver) = driver::spawn(
-            engines,
+        let (engine, slot_set) = driver::spawn(driver::Parts {
+            cfg: engine_cfg,
+            slots,
             shared,
-            Arc::clone(&dyn_store),
-            Arc::clone(&peer_client),
-            Arc::clone(&metrics),
+            store: Arc::clone(&store),
+            peers: Arc::clone(&peer_client),
+            metrics: Arc::clone(&metrics),
             fetch,
-        );
+        });
+        if cfg.storage.backend == StorageBackend::Redb {
+            let s = Arc::clone(&slot_set);
+            tokio::task::spawn_blocking(move || (0..slots).try_for_each(|i| s.start(i, None)))
+                .await?
+                .context("restoring the engine from the store")?;
+        }
         let local_limits = mimi_listen::Limits {
             max_connections: cfg.limits.local_connections,
             max_per_address: cfg.limits.local_connections_per_address,
@@ -309,6 +374,23 @@ impl Gateway {
         tasks.push(tokio::spawn(crate::https_server::serve(
             https, acceptor, serving,
         )));
+        let cluster = match cfg.storage.backend {
+            StorageBackend::Redb => None,
+            StorageBackend::Postgres => Some(
+                Cluster::join(
+                    cluster_settings(
+                        &cfg,
+                        https_addr,
+                        quic.as_ref().and_then(|q| q.local_addr().ok()),
+                    )?,
+                    Arc::clone(&slot_set),
+                    engine.clone(),
+                    Arc::clone(&peer_client),
+                    stop_rx.clone(),
+                )
+                .await?,
+            ),
+        };
         let ready = Arc::new(Ready::default());
         let addrs = Addrs {
             quic: quic.as_ref().map(quinn::Endpoint::local_addr).transpose()?,
@@ -319,13 +401,13 @@ impl Gateway {
         let admin_api = Arc::new(crate::admin::api::AdminApi {
             domain: cfg.domain.clone(),
             token: cfg.client_api.admin_token.clone(),
-            store: Arc::clone(&dyn_store),
+            store: Arc::clone(&store),
             engine: engine.clone(),
             shared: Arc::clone(&shared_state),
             peers: Arc::clone(&peer_client),
             health: Arc::clone(&engine.health),
             credentials: Arc::clone(&credentials),
-            shards,
+            shards: slots,
             started: std::time::Instant::now(),
         });
         tasks.push(tokio::spawn(crate::admin::serve(
@@ -350,7 +432,7 @@ impl Gateway {
         let api = Arc::new(ClientApi {
             domain: domain.clone(),
             engine: engine.clone(),
-            store: Arc::clone(&dyn_store),
+            store: Arc::clone(&store),
             assets: assets.clone(),
             admin_token: cfg.client_api.admin_token.clone(),
             provider_tokens,
@@ -379,17 +461,18 @@ impl Gateway {
         )
         .await?;
         ready.set(true);
-        tracing::info!(domain = %cfg.domain, shards, quic = ?addrs.quic, https = %addrs.https, admin = %addrs.admin, client_api = %addrs.client_api, "gateway ready");
+        tracing::info!(domain = %cfg.domain, slots, quic = ?addrs.quic, https = %addrs.https, admin = %addrs.admin, client_api = %addrs.client_api, "gateway ready");
         Ok(Self {
             domain: cfg.domain,
             addrs,
             engine,
             metrics,
             store,
+            cluster,
             stop,
             quic,
             tasks,
-            driver,
+            slots: slot_set,
             inflight,
             ready,
             peers: peer_client,
@@ -432,9 +515,12 @@ impl Gateway {
             );
             let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
         }
+        if let Some(c) = &self.cluster {
+            c.stopped().await;
+        }
         self.engine.stop().await;
-        let driver = self.driver;
-        let _ = tokio::task::spawn_blocking(move || driver.join()).await;
+        let slots = self.slots;
+        let _ = tokio::task::spawn_blocking(move || slots.join()).await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(12), t).await;
         }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod bridge_io;
 pub mod client_api;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod federation;

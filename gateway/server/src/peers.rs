@@ -152,11 +152,27 @@ pub struct LinkState {
     pub failures: u64,
 }
 
+/// How long setting up one connection may take before the next address is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a peer (or another node of this cluster) is reached.
 #[derive(Debug, Clone)]
 struct PeerAddr {
-    quic: Option<SocketAddr>,
-    https: SocketAddr,
+    /// `(quic, https)` of each of its nodes; `at` is the one in use.
+    addrs: Vec<(Option<SocketAddr>, SocketAddr)>,
+    at: usize,
     transport: String,
+    /// The name its certificate carries (the peer's domain; ours for a node of this cluster).
+    server_name: String,
+}
+
+impl PeerAddr {
+    fn quic(&self) -> Option<SocketAddr> {
+        self.addrs.get(self.at).and_then(|a| a.0)
+    }
+    fn https(&self) -> SocketAddr {
+        self.addrs[self.at.min(self.addrs.len() - 1)].1
+    }
 }
 
 type H3Sender = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
@@ -213,6 +229,7 @@ impl PeerClient {
             .peers
             .iter()
             .any(|p| p.quic.is_some() && p.transport != "https")
+            || cfg.storage.backend == crate::config::StorageBackend::Postgres
         {
             let bind: SocketAddr = if cfg.peers.iter().filter_map(|p| p.quic).any(|a| a.is_ipv6()) {
                 "[::]:0".parse()?
@@ -233,9 +250,12 @@ impl PeerClient {
                         (
                             p.domain.clone(),
                             PeerAddr {
-                                quic: p.quic,
-                                https: p.https,
+                                addrs: std::iter::once((p.quic, p.https))
+                                    .chain(p.addresses.iter().map(|a| (a.quic, a.https)))
+                                    .collect(),
+                                at: 0,
                                 transport: p.transport.clone(),
+                                server_name: p.domain.clone(),
                             },
                         )
                     })
@@ -271,11 +291,53 @@ impl PeerClient {
         if let Ok(mut p) = self.peers.lock()
             && let Some(a) = p.get_mut(domain)
         {
-            a.quic = quic;
-            a.https = https;
+            a.addrs[0] = (quic, https);
+            a.at = 0;
         }
         self.h3.lock().await.remove(domain);
         self.h2.lock().await.remove(domain);
+    }
+
+    /// Sets where another node of this cluster is reached (`key` names the link; its
+    /// certificate must name this gateway's own domain). Cached connections to an address
+    /// that changed are dropped.
+    pub async fn set_node(&self, key: &str, quic: Option<SocketAddr>, https: SocketAddr) {
+        let changed = self.peers.lock().is_ok_and(|mut p| {
+            let new = PeerAddr {
+                addrs: vec![(quic, https)],
+                at: 0,
+                transport: "auto".into(),
+                server_name: self.our_domain.clone(),
+            };
+            let changed = p.get(key).is_none_or(|a| a.addrs != new.addrs);
+            p.insert(key.to_owned(), new);
+            changed
+        });
+        if changed {
+            self.h3.lock().await.remove(key);
+            self.h2.lock().await.remove(key);
+        }
+    }
+
+    /// Moves `peer` to its next address after `failed` could not be reached; whether there
+    /// was another one.
+    async fn next_address(&self, peer: &str, failed: usize) -> bool {
+        let moved = self.peers.lock().is_ok_and(|mut p| {
+            p.get_mut(peer).is_some_and(|a| {
+                if a.addrs.len() < 2 {
+                    return false;
+                }
+                if a.at == failed {
+                    a.at = (a.at + 1) % a.addrs.len();
+                }
+                true
+            })
+        });
+        if moved {
+            self.h3.lock().await.remove(peer);
+            self.h2.lock().await.remove(peer);
+        }
+        moved
     }
 
     /// Closes every cached connection (after a certificate reload, new connections present
@@ -291,7 +353,7 @@ impl PeerClient {
     }
 
     fn use_quic(&self, peer: &str, a: &PeerAddr) -> bool {
-        if a.quic.is_none() || a.transport == "https" || self.quic.is_none() {
+        if a.quic().is_none() || a.transport == "https" || self.quic.is_none() {
             return false;
         }
         if a.transport == "h3" {
@@ -330,37 +392,27 @@ impl PeerClient {
         body: Bytes,
         max: usize,
     ) -> Result<HttpReply, PeerError> {
-        let a = self
-            .peers
-            .lock()
-            .ok()
-            .and_then(|p| p.get(peer).cloned())
-            .ok_or_else(|| PeerError::UnknownPeer(peer.to_owned()))?;
-        let fut = async {
-            if self.use_quic(peer, &a) {
-                match self
-                    .h3_request(peer, &a, method.clone(), path, body.clone(), max)
-                    .await
+        let mut tries = 0;
+        let r = loop {
+            let a = self
+                .peers
+                .lock()
+                .ok()
+                .and_then(|p| p.get(peer).cloned())
+                .ok_or_else(|| PeerError::UnknownPeer(peer.to_owned()))?;
+            let r = self
+                .attempt(peer, &a, method.clone(), path, body.clone(), max)
+                .await;
+            tries += 1;
+            match r {
+                Err(PeerError::Connect { .. })
+                    if tries < a.addrs.len() && self.next_address(peer, a.at).await =>
                 {
-                    Ok(r) => return Ok(r),
-                    Err(e) if a.transport == "h3" => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(peer, error = %e, "HTTP/3 failed; falling back to HTTPS");
-                        if let Ok(mut m) = self.no_quic_until.lock() {
-                            m.insert(peer.to_owned(), Instant::now() + NO_QUIC_BACKOFF);
-                        }
-                    }
+                    tracing::debug!(peer, "unreachable at one address; trying the next");
                 }
+                r => break r,
             }
-            self.h2_request(peer, &a, method, path, body, max).await
         };
-        let r = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| PeerError::Timeout {
-                peer: peer.to_owned(),
-                ms: self.timeout.as_millis(),
-            })
-            .and_then(|r| r);
         if let Ok(mut l) = self.links.lock() {
             let s = l.entry(peer.to_owned()).or_default();
             match &r {
@@ -376,6 +428,43 @@ impl PeerClient {
             }
         }
         r
+    }
+
+    /// One request to the address in use, HTTP/3 first when allowed.
+    async fn attempt(
+        &self,
+        peer: &str,
+        a: &PeerAddr,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        max: usize,
+    ) -> Result<HttpReply, PeerError> {
+        let fut = async {
+            if self.use_quic(peer, a) {
+                match self
+                    .h3_request(peer, a, method.clone(), path, body.clone(), max)
+                    .await
+                {
+                    Ok(r) => return Ok(r),
+                    Err(e) if a.transport == "h3" => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(peer, error = %e, "HTTP/3 failed; falling back to HTTPS");
+                        if let Ok(mut m) = self.no_quic_until.lock() {
+                            m.insert(peer.to_owned(), Instant::now() + NO_QUIC_BACKOFF);
+                        }
+                    }
+                }
+            }
+            self.h2_request(peer, a, method, path, body, max).await
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| PeerError::Timeout {
+                peer: peer.to_owned(),
+                ms: self.timeout.as_millis(),
+            })
+            .and_then(|r| r)
     }
 
     /// Every configured peer and its link (for the admin API).
@@ -420,8 +509,8 @@ impl PeerClient {
                     last_answer: s.last_answer.map(|t| t.elapsed()),
                     last_error: s.last_error,
                     failures: s.failures,
-                    quic: a.quic,
-                    https: a.https,
+                    quic: a.quic(),
+                    https: a.https(),
                     transport: a.transport,
                     domain,
                 }
@@ -432,13 +521,14 @@ impl PeerClient {
     fn request_head(
         &self,
         peer: &str,
+        host: &str,
         method: Method,
         path: &str,
         len: usize,
     ) -> Result<Request<()>, PeerError> {
         Request::builder()
             .method(method)
-            .uri(format!("https://{peer}{path}"))
+            .uri(format!("https://{host}{path}"))
             .header(http::header::FROM, format!("mimi@{}", self.our_domain))
             .header(http::header::CONTENT_TYPE, mimi_proto::media::BODY)
             .header(http::header::CONTENT_LENGTH, len)
@@ -456,10 +546,10 @@ impl PeerClient {
             .quic
             .as_ref()
             .ok_or_else(|| fail(&"no QUIC endpoint"))?;
-        let addr = a.quic.ok_or_else(|| fail(&"no QUIC address"))?;
+        let addr = a.quic().ok_or_else(|| fail(&"no QUIC address"))?;
         let tls = client_config(
             &self.credentials.identity(),
-            self.credentials.trust().roots_for(peer),
+            self.credentials.trust().roots_for(&a.server_name),
             &[b"h3"],
         )
         .map_err(|e| fail(&e))?;
@@ -469,10 +559,16 @@ impl PeerClient {
         transport.max_idle_timeout(self.idle_timeout.try_into().ok());
         transport.keep_alive_interval(Some(self.idle_timeout / 3));
         cc.transport_config(Arc::new(transport));
-        let conn = endpoint
-            .connect_with(cc, addr, peer)
-            .map_err(|e| fail(&e))?
+        let connecting = endpoint
+            .connect_with(cc, addr, &a.server_name)
+            .map_err(|e| fail(&e))?;
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
+            .map_err(|_| {
+                fail(&format_args!(
+                    "no QUIC handshake with {addr} within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
             .map_err(|e| fail(&format_args!("at {addr}: {e}")))?;
         let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn))
             .await
@@ -494,7 +590,7 @@ impl PeerClient {
         max: usize,
     ) -> Result<HttpReply, PeerError> {
         let mut sender = self.h3_sender(peer, a).await?;
-        let head = self.request_head(peer, method, path, body.len())?;
+        let head = self.request_head(peer, &a.server_name, method, path, body.len())?;
         let result = async {
             let x = |e: &dyn std::fmt::Display| PeerError::exchange(peer, "h3", e);
             let mut stream = sender.send_request(head).await.map_err(|e| x(&e))?;
@@ -535,17 +631,23 @@ impl PeerClient {
             return Ok(s.clone());
         }
         let fail = |e: &dyn std::fmt::Display| PeerError::connect(peer, "h2", e);
-        let tcp = TcpStream::connect(a.https)
+        let https = a.https();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(https))
             .await
-            .map_err(|e| fail(&format_args!("TCP to {}: {e}", a.https)))?;
+            .map_err(|_| {
+                fail(&format_args!(
+                    "no TCP connection to {https} within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|e| fail(&format_args!("TCP to {https}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let tls = client_config(
             &self.credentials.identity(),
-            self.credentials.trust().roots_for(peer),
+            self.credentials.trust().roots_for(&a.server_name),
             &[b"h2"],
         )
         .map_err(|e| fail(&e))?;
-        let name = ServerName::try_from(peer.to_owned()).map_err(|e| fail(&e))?;
+        let name = ServerName::try_from(a.server_name.clone()).map_err(|e| fail(&e))?;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
             .connect(name, tcp)
             .await
@@ -574,7 +676,7 @@ impl PeerClient {
     ) -> Result<HttpReply, PeerError> {
         let mut sender = self.h2_sender(peer, a).await?;
         let (parts, ()) = self
-            .request_head(peer, method, path, body.len())?
+            .request_head(peer, &a.server_name, method, path, body.len())?
             .into_parts();
         let req = Request::from_parts(parts, Full::new(body));
         let result = async {

@@ -185,6 +185,8 @@ pub struct Trust {
     per_peer: BTreeMap<String, (RootCertStore, Arc<dyn ClientCertVerifier>)>,
     known: Vec<String>,
     allow_unknown: bool,
+    /// In a cluster: this gateway's own domain, whose certificate the other nodes present.
+    own: Option<String>,
 }
 
 impl std::fmt::Debug for Trust {
@@ -234,6 +236,8 @@ impl Trust {
             per_peer,
             known: cfg.peers.iter().map(|p| p.domain.clone()).collect(),
             allow_unknown: cfg.federation.allow_unknown_peers,
+            own: (cfg.storage.backend == crate::config::StorageBackend::Postgres)
+                .then(|| cfg.domain.to_ascii_lowercase()),
         })
     }
 
@@ -270,7 +274,15 @@ impl Trust {
             return Err(PeerError::NoDomain);
         }
         let configured: Vec<&String> = domains.iter().filter(|d| self.known.contains(d)).collect();
-        let domain = match configured.as_slice() {
+        let own = self
+            .own
+            .as_ref()
+            .filter(|o| domains.contains(o))
+            .map(|o| vec![o]);
+        let domain = match own.as_deref().unwrap_or(configured.as_slice()) {
+            [one] if own.is_some() && domains.len() > 1 => {
+                return Err(PeerError::Ambiguous(format!("{one} and others")));
+            }
             [one] => (*one).clone(),
             [] if self.allow_unknown && domains.len() == 1 => domains[0].clone(),
             [] if self.allow_unknown => return Err(PeerError::Ambiguous(domains.join(", "))),

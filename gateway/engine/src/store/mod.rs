@@ -380,6 +380,16 @@ pub trait Txn {
         let _ = (room, token);
         Ok(())
     }
+    /// Tells the other nodes of a cluster, once this transaction commits, that these clients
+    /// have new deliveries (their long-polls may be served elsewhere); single-node stores
+    /// need not.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn notify(&mut self, clients: &[String]) -> Result<(), StoreError> {
+        let _ = clients;
+        Ok(())
+    }
 }
 
 /// A storage backend: committed reads, and atomic durable transactions.
@@ -414,6 +424,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// The row at `key`, set to `value` first if there is none; of several writers racing
+    /// (nodes of a cluster starting together) every one gets the value of the first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn get_or_put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.transact(&mut |t| {
+            if t.get_for_update(table, key)?.is_none() {
+                t.put(table, key, value)?;
+            }
+            Ok(())
+        })?;
+        self.get(table, key)?
+            .ok_or_else(|| StoreError::Backend("a row just written is missing".into()))
+    }
 }
 
 /// Applies `batches` in one transaction of `store`; returns what the shell must know

@@ -29,6 +29,13 @@ const MIGRATIONS: &[&str] = &[
          token bigint NOT NULL,
          expires_at timestamptz NOT NULL
      );",
+    // 2: the nodes of a cluster.
+    "CREATE TABLE IF NOT EXISTS mimi_nodes (
+         node text PRIMARY KEY,
+         https text NOT NULL,
+         quic text,
+         seen_at timestamptz NOT NULL
+     );",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -37,6 +44,9 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// A PostgreSQL error with its cause (the server's message).
 fn pg(e: tokio_postgres::Error) -> StoreError {
+    if retryable(&e) {
+        return StoreError::Backend(RETRY.into());
+    }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(&e);
     while let Some(x) = src {
@@ -45,6 +55,16 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
         src = x.source();
     }
     StoreError::Backend(s)
+}
+
+/// A transaction PostgreSQL aborted to resolve a conflict: run it again.
+const RETRY: &str = "serialization failure or deadlock";
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 fn block<R>(f: impl FnOnce() -> R) -> R {
@@ -444,6 +464,16 @@ impl Txn for PgTxn<'_> {
         wait(last(self.c, table, prefix))
     }
 
+    fn notify(&mut self, clients: &[String]) -> Result<(), StoreError> {
+        let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+        wait(self.c.client.execute(
+            "SELECT pg_notify('mimi_wake', c) FROM unnest($1::text[]) AS c",
+            &[&clients],
+        ))
+        .map(|_| ())
+        .map_err(pg)
+    }
+
     fn check_fence(&mut self, room: &str, token: u64) -> Result<(), StoreError> {
         let held = wait(self.c.client.query_opt(&self.c.fence, &[&room]))
             .map_err(pg)?
@@ -460,6 +490,24 @@ impl Txn for PgTxn<'_> {
 }
 
 impl Store for PgStore {
+    fn get_or_put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let c = self.checkout()?;
+        block(|| {
+            wait(async {
+                c.client
+                    .execute(
+                        "INSERT INTO mimi_rows (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO NOTHING",
+                        &[&tbl(table), &key, &value],
+                    )
+                    .await
+                    .map_err(pg)?;
+                get(&c, &c.get, table, key)
+                    .await?
+                    .ok_or_else(|| backend("a row just written is missing"))
+            })
+        })
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let c = self.checkout()?;
         block(|| wait(get(&c, &c.get, table, key)))
@@ -487,16 +535,23 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let c = self.checkout()?;
         block(|| {
-            wait(c.client.batch_execute("BEGIN")).map_err(pg)?;
-            let r = f(&mut PgTxn { c: &c });
-            match r {
-                Ok(()) => wait(c.client.batch_execute("COMMIT")).map_err(|e| {
-                    let _ = wait(c.client.batch_execute("ROLLBACK"));
-                    pg(e)
-                }),
-                Err(e) => {
-                    let _ = wait(c.client.batch_execute("ROLLBACK"));
-                    Err(e)
+            // Concurrent writers (nodes of a cluster) may deadlock on row locks; PostgreSQL
+            // aborts one transaction, which is then run again from the start.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                wait(c.client.batch_execute("BEGIN")).map_err(pg)?;
+                let r = f(&mut PgTxn { c: &c })
+                    .and_then(|()| wait(c.client.batch_execute("COMMIT")).map_err(pg));
+                match r {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        let _ = wait(c.client.batch_execute("ROLLBACK"));
+                        if tries < 5 && matches!(&e, StoreError::Backend(m) if m == RETRY) {
+                            continue;
+                        }
+                        return Err(e);
+                    }
                 }
             }
         })
