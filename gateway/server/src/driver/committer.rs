@@ -27,7 +27,7 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health {
+        Self {
             storage_failing: AtomicBool::new(false),
             failed_commits: AtomicU64::new(0),
             failed_at_ms: AtomicU64::new(0),
