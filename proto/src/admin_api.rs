@@ -7,6 +7,29 @@ use serde::{Deserialize, Serialize};
 /// The path prefix.
 pub const PREFIX: &str = "/admin/v1";
 
+/// `GET /admin/v1/cluster[?room=URI]`: this node's view of its cluster (404 on a gateway
+/// with embedded storage, which is no cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This node.
+    pub node: String,
+    /// Slots rooms and users are spread over.
+    pub slots: u16,
+    /// Slots this node orders, with the fencing token of its lease on each.
+    pub held: std::collections::BTreeMap<u16, u64>,
+    /// For each slot, the node that orders it as this node sees it (none: a failover is
+    /// under way).
+    pub owners: Vec<Option<String>>,
+    /// Live nodes with the HTTPS address the others reach them at.
+    pub nodes: std::collections::BTreeMap<String, String>,
+    /// Milliseconds since this node last reached the database.
+    pub since_last_round_ms: Option<u64>,
+    /// The last database error this node saw.
+    pub last_error: Option<String>,
+    /// The slot of the room given as `?room=`.
+    pub room_slot: Option<u16>,
+}
+
 /// `GET /admin/v1/status`: the readiness summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {

@@ -23,11 +23,11 @@ async fn ten_thousand_messages_through_sigkills_lose_nothing() {
     let fed = Arc::new(Fed::new("campaign", &domains));
     let procs: Arc<Mutex<Vec<Proc>>> =
         Arc::new(Mutex::new(domains.iter().map(|d| fed.start(d)).collect()));
-    let gateways: Vec<(String, std::net::SocketAddr)> = procs
+    let gateways: Vec<(String, Vec<std::net::SocketAddr>)> = procs
         .lock()
         .unwrap()
         .iter()
-        .map(|p| (p.domain.clone(), p.client_api))
+        .map(|p| (p.domain.clone(), vec![p.client_api]))
         .collect();
     let ready = Arc::new(tokio::sync::Notify::new());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -87,6 +87,8 @@ pub struct Stats {
     pub hub_accepted: u64,
     /// Handshakes or messages refused as hub.
     pub hub_refused: u64,
+    /// Submissions retried with the same bytes, answered again without a second fan-out.
+    pub hub_duplicates: u64,
     /// `/notify` bodies processed as follower.
     pub notify_processed: u64,
     /// Duplicate `/notify` bodies or messages ignored.
@@ -112,6 +114,9 @@ pub struct Engine<C: OpenMlsCrypto = openmls_rust_crypto::RustCrypto> {
     next_send: u64,
     outputs: VecDeque<Output>,
     writes: WriteBatch,
+    /// Submissions accepted in this step, not yet committed ([`store::Table::SubmitSeen`]
+    /// keys and answers): a retry in the same step is answered from here.
+    step_submissions: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     pending: BTreeMap<RequestId, Pending>,
     stats: Stats,
     hub: hub::HubState,
@@ -162,6 +167,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             next_send: 1,
             outputs: VecDeque::new(),
             writes: WriteBatch::default(),
+            step_submissions: std::collections::HashMap::new(),
             pending: BTreeMap::new(),
             stats: Stats::default(),
             shared,
@@ -217,6 +223,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
     /// A read of the store failed during the step: do not commit; call [`Engine::reset`].
     pub fn take_writes(&mut self) -> Result<WriteBatch, StoreError> {
         let w = std::mem::take(&mut self.writes);
+        self.step_submissions.clear();
         match self.poisoned.take() {
             Some(e) => Err(e),
             None => Ok(w),
@@ -236,6 +243,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
     pub fn reset(&mut self) {
         self.outputs.clear();
         self.writes = WriteBatch::default();
+        self.step_submissions.clear();
         self.poisoned = None;
         self.hub.clear();
         self.follower.clear();

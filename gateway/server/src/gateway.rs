@@ -409,6 +409,7 @@ impl Gateway {
             credentials: Arc::clone(&credentials),
             shards: slots,
             started: std::time::Instant::now(),
+            cluster: cluster.clone(),
         });
         tasks.push(tokio::spawn(crate::admin::serve(
             admin,

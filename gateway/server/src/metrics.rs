@@ -63,6 +63,7 @@ struct EngineCounters {
     hub_refused: Counter,
     notify_processed: Counter,
     notify_duplicates: Counter,
+    hub_duplicates: Counter,
     deliveries: Counter,
     dead_letters: Counter,
     outbox_dropped: Counter,
@@ -142,6 +143,11 @@ impl Default for Metrics {
             "hub_refused",
             "Handshakes or messages refused as hub",
             engine.hub_refused.clone(),
+        );
+        registry.register(
+            "hub_duplicates",
+            "Submissions retried with the same bytes, answered again without a second fan-out",
+            engine.hub_duplicates.clone(),
         );
         registry.register(
             "notify_processed",
@@ -301,6 +307,8 @@ impl Metrics {
             .inc_by(d(s.notify_processed, prev.notify_processed));
         e.notify_duplicates
             .inc_by(d(s.notify_duplicates, prev.notify_duplicates));
+        e.hub_duplicates
+            .inc_by(d(s.hub_duplicates, prev.hub_duplicates));
         e.deliveries.inc_by(d(s.deliveries, prev.deliveries));
         e.dead_letters.inc_by(d(s.dead_letters, prev.dead_letters));
         e.outbox_dropped

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -71,10 +72,46 @@ impl ApiResponse {
 
 pub use mimi_proto::client_api::{Delivery, DeliveryKind, EventsPage as Events};
 
-/// A client of one gateway's client API, optionally authenticated.
+/// The client-API addresses of one provider: one gateway, or the nodes of a cluster (any
+/// node serves any request; a client moves to the next address when one cannot be reached).
+#[derive(Debug, Clone)]
+pub struct Addrs(Arc<[SocketAddr]>);
+
+impl Addrs {
+    /// The addresses, in the order they are tried.
+    pub fn as_slice(&self) -> &[SocketAddr] {
+        &self.0
+    }
+}
+
+impl From<SocketAddr> for Addrs {
+    fn from(a: SocketAddr) -> Self {
+        Self(Arc::from([a]))
+    }
+}
+
+impl From<Vec<SocketAddr>> for Addrs {
+    /// # Panics
+    /// Never for a non-empty list; an empty one is a programming error.
+    fn from(v: Vec<SocketAddr>) -> Self {
+        assert!(!v.is_empty(), "a client needs at least one address");
+        Self(Arc::from(v))
+    }
+}
+
+impl From<&[SocketAddr]> for Addrs {
+    fn from(v: &[SocketAddr]) -> Self {
+        Self::from(v.to_vec())
+    }
+}
+
+/// A client of one provider's client API, optionally authenticated.
 #[derive(Debug)]
 pub struct ApiClient {
-    addr: SocketAddr,
+    addrs: Addrs,
+    /// Index into `addrs` of the address in use, shared with clients made by
+    /// [`ApiClient::for_token`].
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     /// Idle keep-alive connections, shared by the clients made with [`ApiClient::for_token`]
     /// (a bridge acting for many users keeps few connections).
@@ -84,37 +121,48 @@ pub struct ApiClient {
 /// Idle connections kept per pool; more are closed after use.
 const MAX_IDLE: usize = 32;
 
+/// How long a TCP connection to one address may take before the next address is tried.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl ApiClient {
-    /// A client of the API at `addr` without a token (register, hub info).
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A client of the API at `addr` (or at any of several addresses) without a token
+    /// (register, hub info).
+    pub fn new(addr: impl Into<Addrs>) -> Self {
         Self {
-            addr,
+            addrs: addr.into(),
+            current: Arc::default(),
             token: None,
             idle: Arc::default(),
         }
     }
 
     /// A client presenting `token`.
-    pub fn with_token(addr: SocketAddr, token: &str) -> Self {
+    pub fn with_token(addr: impl Into<Addrs>, token: &str) -> Self {
         Self {
-            addr,
             token: Some(token.to_owned()),
-            idle: Arc::default(),
+            ..Self::new(addr)
         }
     }
 
     /// A client presenting `token` that shares this client's connections.
     pub fn for_token(&self, token: &str) -> Self {
         Self {
-            addr: self.addr,
+            addrs: self.addrs.clone(),
+            current: Arc::clone(&self.current),
             token: Some(token.to_owned()),
             idle: Arc::clone(&self.idle),
         }
     }
 
-    /// The client API's address.
+    /// The client API's address in use.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        let a = self.addrs.as_slice();
+        a[self.current.load(Ordering::Relaxed) % a.len()]
+    }
+
+    /// Every address this client may use.
+    pub fn addrs(&self) -> &Addrs {
+        &self.addrs
     }
 
     /// The token, once registered.
@@ -124,9 +172,37 @@ impl ApiClient {
 
     fn transport(&self, reason: impl std::fmt::Display) -> ApiError {
         ApiError::Transport {
-            addr: self.addr,
+            addr: self.addr(),
             reason: reason.to_string(),
         }
+    }
+
+    /// A new connection: the address in use, else the next ones in turn (the one that
+    /// answers becomes the address in use).
+    async fn connect(&self) -> Result<TcpStream, ApiError> {
+        let n = self.addrs.as_slice().len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let at = (start + i) % n;
+            let addr = self.addrs.as_slice()[at];
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => {
+                    if i > 0 {
+                        self.current.store(at, Ordering::Relaxed);
+                    }
+                    return Ok(tcp);
+                }
+                Ok(Err(e)) => last = Some(ApiError::Transport { addr, reason: e.to_string() }),
+                Err(_) => {
+                    last = Some(ApiError::Transport {
+                        addr,
+                        reason: format!("no connection within {CONNECT_TIMEOUT:?}"),
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| self.transport("no address")))
     }
 
     async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
@@ -135,9 +211,7 @@ impl ApiClient {
                 return Ok(s);
             }
         }
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| self.transport(e))?;
+        let tcp = self.connect().await?;
         let _ = tcp.set_nodelay(true);
         let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
@@ -182,7 +256,7 @@ impl ApiClient {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{PREFIX}{path}"))
-            .header(http::header::HOST, self.addr.to_string());
+            .header(http::header::HOST, self.addr().to_string());
         if !body.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, content_type);
         }
@@ -288,7 +362,8 @@ impl ApiClient {
     pub async fn link_device(&self, device: &str) -> Result<(Self, Registered), ApiError> {
         let who = self.whoami().await?;
         let linker = Self {
-            addr: self.addr,
+            addrs: self.addrs.clone(),
+            current: Arc::clone(&self.current),
             token: self.token.clone(),
             idle: Arc::default(),
         };
@@ -305,7 +380,7 @@ impl ApiClient {
             )
             .await?;
         let token = reg.token.clone().unwrap_or_default();
-        Ok((Self::with_token(self.addr, &token), reg))
+        Ok((Self::with_token(self.addrs.clone(), &token), reg))
     }
 
     /// Who this client's token is.

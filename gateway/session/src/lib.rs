@@ -12,5 +12,5 @@
 pub mod api;
 pub mod session;
 
-pub use api::{ApiClient, ApiError, ApiResponse};
+pub use api::{Addrs, ApiClient, ApiError, ApiResponse};
 pub use session::{Session, SessionError, Verdict};

@@ -3,7 +3,6 @@
 //! end-to-end tests and the bridges drive users through it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use mimi_client::{ClientError, Event, Member, RoomSetup};
 use mimi_content::builder::Builder;
@@ -86,7 +85,7 @@ impl Session {
     /// # Errors
     /// [`SessionError`].
     pub async fn register(
-        api: SocketAddr,
+        api: impl Into<crate::api::Addrs>,
         domain: &str,
         user: &str,
         device: &str,
@@ -101,7 +100,7 @@ impl Session {
     /// # Errors
     /// [`SessionError`].
     pub async fn register_with(
-        api: SocketAddr,
+        api: impl Into<crate::api::Addrs>,
         token: Option<&str>,
         domain: &str,
         user: &str,

@@ -83,6 +83,20 @@ impl AdminClient {
         self.get("/status").await
     }
 
+    /// `GET /cluster[?room=]`: this node's view of its cluster, and the slot of `room`.
+    ///
+    /// # Errors
+    /// Unreachable, refused (404 on a gateway that is no cluster).
+    pub async fn cluster(&self, room: Option<&str>) -> anyhow::Result<api::ClusterStatus> {
+        match room {
+            Some(r) => {
+                let q = percent_encoding::utf8_percent_encode(r, percent_encoding::NON_ALPHANUMERIC);
+                self.get(&format!("/cluster?room={q}")).await
+            }
+            None => self.get("/cluster").await,
+        }
+    }
+
     /// `GET /peers`.
     ///
     /// # Errors

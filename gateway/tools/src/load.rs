@@ -5,7 +5,7 @@
 //! a second copy of a message), long-polls reconnect.
 //!
 //! The report is one JSON line:
-//! `{"rooms","sent","accepted","delivered","duplicates","lost","out_of_order","p50_ms","p99_ms"}`.
+//! `{"rooms","sent","accepted","delivered","duplicates","lost","out_of_order","unusable","p50_ms","p99_ms"}`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -25,8 +25,9 @@ use tokio::sync::Mutex;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// `(domain, client API)` of each gateway.
-    pub gateways: Vec<(String, SocketAddr)>,
+    /// `(domain, client API addresses)` of each provider: one gateway, or every node of a
+    /// cluster (clients move to the next address when one cannot be reached).
+    pub gateways: Vec<(String, Vec<SocketAddr>)>,
     /// Rooms to create.
     pub rooms: usize,
     /// Users per room (spread over the gateways; the first hosts the room).
@@ -66,6 +67,10 @@ pub struct LoadReport {
     pub lost: usize,
     /// Deliveries that came in another order than the room's order at its first receiver.
     pub out_of_order: usize,
+    /// Deliveries a receiver could not use (say a message fanned out twice, whose second
+    /// copy reuses a deleted MLS secret): the transport delivered something twice or broke it.
+    #[serde(default)]
+    pub unusable: usize,
     /// Median delivery latency (ms).
     pub p50_ms: f64,
     /// 99th percentile delivery latency (ms).
@@ -75,7 +80,7 @@ pub struct LoadReport {
 impl LoadReport {
     /// Whether everything accepted arrived once and in order.
     pub fn clean(&self) -> bool {
-        self.lost == 0 && self.duplicates == 0 && self.out_of_order == 0
+        self.lost == 0 && self.duplicates == 0 && self.out_of_order == 0 && self.unusable == 0
     }
 }
 
@@ -83,7 +88,7 @@ impl LoadReport {
 ///
 /// # Errors
 /// Unreadable configurations.
-pub fn gateways_of_dir(dir: &Path) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+pub fn gateways_of_dir(dir: &Path) -> anyhow::Result<Vec<(String, Vec<SocketAddr>)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
         let p = e?.path().join("config.toml");
@@ -92,7 +97,7 @@ pub fn gateways_of_dir(dir: &Path) -> anyhow::Result<Vec<(String, SocketAddr)>> 
         }
         let cfg = mimi_gateway::config::Config::load(&p)
             .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        out.push((cfg.domain.clone(), cfg.listen.client_api));
+        out.push((cfg.domain.clone(), vec![cfg.listen.client_api]));
     }
     out.sort();
     if out.is_empty() {
@@ -142,8 +147,12 @@ fn transient(status: u16) -> bool {
 /// # Errors
 /// Setup failures (a gateway that never answers, a refused room).
 pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
-    if o.gateways.is_empty() || o.users == 0 || o.rooms == 0 {
-        bail!("need at least one gateway, one room and one user per room");
+    if o.gateways.is_empty()
+        || o.gateways.iter().any(|(_, a)| a.is_empty())
+        || o.users == 0
+        || o.rooms == 0
+    {
+        bail!("need at least one gateway (each with an address), one room and one user per room");
     }
     // --- setup: users and rooms ---------------------------------------------------------
     let mut rooms: Vec<(String, Vec<Arc<User>>)> = Vec::new();
@@ -153,7 +162,14 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
             let (domain, api) = &o.gateways[(r + u) % o.gateways.len()];
             let name = format!("load{}r{r}u{u}", o.run);
             let s = retrying(o.patience, "register", || async {
-                match Session::register_with(*api, o.token.as_deref(), domain, &name, "load", 4)
+                match Session::register_with(
+                    api.as_slice(),
+                    o.token.as_deref(),
+                    domain,
+                    &name,
+                    "load",
+                    4,
+                )
                     .await
                 {
                     Ok(s) => Ok(Some(s)),
@@ -210,6 +226,7 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
 
     // --- receivers ------------------------------------------------------------------------
     let seen: Seen = Arc::default();
+    let unusable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let latencies: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -217,9 +234,10 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
     let mut receivers = Vec::new();
     for (_, members) in &rooms {
         for m in members {
-            let (m, seen, sent_at, lat, done) = (
+            let (m, seen, unusable, sent_at, lat, done) = (
                 Arc::clone(m),
                 Arc::clone(&seen),
+                Arc::clone(&unusable),
                 Arc::clone(&sent_at),
                 Arc::clone(&latencies),
                 Arc::clone(&done),
@@ -245,6 +263,7 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
                         {
                             tracing::warn!(%room, receiver = %me, %reason, "a delivery could not be used");
                             eprintln!("ignored: {room} {me}: {reason}");
+                            unusable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         if let Event::Message { room, id, .. } = e {
                             let id = id.to_hex();
@@ -393,6 +412,7 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
 
     // --- account ----------------------------------------------------------------------------
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    report.unusable = unusable.load(std::sync::atomic::Ordering::Relaxed);
     let mut reference: HashMap<String, Vec<String>> = HashMap::new();
     for ((room, receiver), ids) in &seen {
         report.delivered += ids.len();

@@ -31,6 +31,12 @@ pub(crate) struct AdminArgs {
 enum AdminCommand {
     /// Readiness summary: storage, queues, dead letters, out-of-sync followers
     Status,
+    /// Cluster nodes, which node orders each slot, this node's leases (PostgreSQL storage)
+    Cluster {
+        /// Also say which slot this room is in
+        #[arg(long)]
+        room: Option<String>,
+    },
     /// Configured peers and their links
     Peers,
     /// Rooms hosted here
@@ -162,6 +168,10 @@ pub(crate) fn run(a: AdminArgs) -> anyhow::Result<ExitCode> {
     let r: anyhow::Result<()> = rt.block_on(async {
         match &a.command {
             AdminCommand::Status => println!("{}", serde_json::to_string(&c.status().await?)?),
+            AdminCommand::Cluster { room } => println!(
+                "{}",
+                serde_json::to_string(&c.cluster(room.as_deref()).await?)?
+            ),
             AdminCommand::Peers => lines(&c.peers().await?)?,
             AdminCommand::Rooms { limit } => lines(&c.rooms(*limit).await?)?,
             AdminCommand::Queues => lines(&c.queues().await?)?,

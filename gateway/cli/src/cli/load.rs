@@ -12,7 +12,8 @@ use mimi_tools::load::{LoadOptions, gateways_of_dir, run};
 /// `mimi load`
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
-    /// A gateway: DOMAIN=http://CLIENT_API (repeat for each)
+    /// A gateway: DOMAIN=http://CLIENT_API (repeat for each provider); the nodes of a cluster
+    /// as DOMAIN=http://NODE1,http://NODE2,...
     #[arg(long = "gateway")]
     gateways: Vec<String>,
     /// Or the gateways of a `mimi init` directory
@@ -42,15 +43,20 @@ pub(crate) struct LoadArgs {
     token: Option<String>,
 }
 
-fn parse_gateway(s: &str) -> anyhow::Result<(String, SocketAddr)> {
-    let (domain, url) = s
+fn parse_gateway(s: &str) -> anyhow::Result<(String, Vec<SocketAddr>)> {
+    let (domain, urls) = s
         .split_once('=')
-        .with_context(|| format!("{s}: expected DOMAIN=http://HOST:PORT"))?;
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-    let addr = hostport
-        .parse()
-        .with_context(|| format!("{url}: expected http://IP:PORT"))?;
-    Ok((domain.to_owned(), addr))
+        .with_context(|| format!("{s}: expected DOMAIN=http://HOST:PORT[,http://HOST:PORT]"))?;
+    let addrs = urls
+        .split(',')
+        .map(|url| {
+            let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+            hostport
+                .parse()
+                .with_context(|| format!("{url}: expected http://IP:PORT"))
+        })
+        .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
+    Ok((domain.to_owned(), addrs))
 }
 
 /// Runs `mimi load`; exits 1 when anything accepted was lost, duplicated or reordered.

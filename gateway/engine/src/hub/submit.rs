@@ -14,7 +14,8 @@ use mimi_proto::uri::{RoomUri, UserUri};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use super::{Caller, submit_response};
-use crate::{Engine, Refusal, RequestId};
+use crate::store::{Table, keys};
+use crate::{Engine, Refusal, RequestId, Response};
 
 impl<C: OpenMlsCrypto> Engine<C> {
     pub(crate) fn hub_submit(
@@ -62,6 +63,20 @@ impl<C: OpenMlsCrypto> Engine<C> {
                 Endpoint::SubmitMessage,
                 "sender is not an active participant allowed to send",
             );
+        }
+        // A retry of a message this hub accepted (its answer was lost): the same answer.
+        let seen_key = submit_seen_key(room, pm.epoch, &crate::sha256(&req.app_message.to_bytes()));
+        let seen = match self.step_submissions.get(&seen_key) {
+            Some(a) => Ok(Some(a.clone())),
+            None => self.store.get(Table::SubmitSeen, &seen_key),
+        };
+        match seen {
+            Ok(Some(answer)) => {
+                self.stats.hub_duplicates += 1;
+                return self.respond(id, Response::mimi(answer));
+            }
+            Ok(None) => {}
+            Err(e) => return self.store_failed(Some(id), e),
         }
         let current = r.epoch();
         if pm.epoch > current {
@@ -118,12 +133,36 @@ impl<C: OpenMlsCrypto> Engine<C> {
             true,
         );
         self.stats.hub_accepted += 1;
-        self.respond(
-            id,
-            submit_response(SubmitOutcome::Accepted {
-                accepted_timestamp: now,
-                frank,
-            }),
-        );
+        let answer = submit_response(SubmitOutcome::Accepted {
+            accepted_timestamp: now,
+            frank,
+        });
+        if let crate::Body::Mimi(b) = &answer.body {
+            self.step_submissions.insert(seen_key.clone(), b.to_vec());
+            self.writes.put_raw(Table::SubmitSeen, seen_key, b.to_vec());
+        }
+        self.respond(id, answer);
     }
+
+    /// Forgets the submissions of the epoch that just fell out of the tolerated ones (their
+    /// retries are refused as too old anyway).
+    pub(crate) fn forget_submissions(&mut self, room: &RoomUri, new_epoch: u64) {
+        let Some(old) = new_epoch.checked_sub(self.cfg.limits.epoch_tolerance + 1) else {
+            return;
+        };
+        let prefix = keys::prefix(&[room.as_str().as_bytes(), &old.to_be_bytes()]);
+        if let Ok(rows) = self
+            .store
+            .scan(Table::SubmitSeen, &prefix, None, usize::MAX)
+        {
+            for (k, _) in rows {
+                self.writes.delete(Table::SubmitSeen, k);
+            }
+        }
+    }
+}
+
+/// The key of a submission in [`Table::SubmitSeen`].
+fn submit_seen_key(room: &RoomUri, epoch: u64, hash: &[u8; 32]) -> Vec<u8> {
+    keys::join(&[room.as_str().as_bytes(), &epoch.to_be_bytes(), hash])
 }

@@ -60,6 +60,10 @@ pub enum Table {
     NotifySeen,
     /// `room ‖ arrival number` → message hash.
     NotifyOrder,
+    /// `room ‖ epoch ‖ message hash` → the hub's answer: a submission retried with the same
+    /// bytes (the answer was lost to a crash) is answered again, not fanned out twice. Rows of
+    /// an epoch go when it falls out of the tolerated epochs.
+    SubmitSeen,
     /// `room` → [`rows::HubRoomRow`].
     HubRooms,
     /// `room ‖ openmls row key` → openmls row (the hub's `PublicGroup`).
@@ -86,7 +90,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::Meta,
         Self::Clients,
         Self::Tokens,
@@ -103,6 +107,7 @@ impl Table {
         Self::BodyRefs,
         Self::NotifySeen,
         Self::NotifyOrder,
+        Self::SubmitSeen,
         Self::HubRooms,
         Self::HubMls,
         Self::HubPending,
@@ -135,6 +140,7 @@ impl Table {
             Self::BodyRefs => "body_refs",
             Self::NotifySeen => "notify_seen",
             Self::NotifyOrder => "notify_order",
+            Self::SubmitSeen => "submit_seen",
             Self::HubRooms => "hub_rooms",
             Self::HubMls => "hub_mls",
             Self::HubPending => "hub_pending",

@@ -19,7 +19,7 @@ use mimi_proto::uri::Domain;
 use serde::Serialize;
 use subtle::ConstantTimeEq as _;
 
-use crate::driver::{EngineHandle, Health};
+use crate::driver::{EngineHandle, Health, SlotOwner};
 use crate::peers::PeerClient;
 use crate::reload::Credentials;
 
@@ -45,6 +45,8 @@ pub struct AdminApi {
     pub shards: u16,
     /// Start time.
     pub started: Instant,
+    /// Cluster membership (PostgreSQL storage).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -112,6 +114,12 @@ impl AdminApi {
         let method = req.method().clone();
         let r = match (method.clone(), path.as_str()) {
             (Method::GET, "/status") => self.status().map(|v| json(200, &v)),
+            (Method::GET, "/cluster") => {
+                return match self.cluster_status(query(q.as_deref(), "room")) {
+                    Ok(v) => json(200, &v),
+                    Err(e) => e,
+                };
+            }
             (Method::GET, "/peers") => self.peers().map(|v| json(200, &v)),
             (Method::GET, "/rooms") => self
                 .rooms(query(q.as_deref(), "after"), limit)
@@ -196,6 +204,46 @@ impl AdminApi {
             queued_bytes: meta.iter().map(|(_, _, m)| m.bytes).sum(),
             dead_letters: self.dead_letter_counts()?.values().sum(),
             out_of_sync: self.shared.out_of_sync().into_keys().collect(),
+        })
+    }
+
+    fn cluster_status(&self, room: Option<&str>) -> Result<api::ClusterStatus, Out> {
+        let Some(c) = &self.cluster else {
+            return Err(refused(
+                404,
+                "this gateway is no cluster (storage.backend is redb)",
+            ));
+        };
+        let room_slot = match room {
+            None => None,
+            Some(r) => {
+                let r = percent_encoding::percent_decode_str(r).decode_utf8_lossy();
+                let uri = r
+                    .parse::<mimi_proto::uri::RoomUri>()
+                    .map_err(|e| refused(400, format!("room: {e}")))?;
+                Some(mimi_engine::room_shard(&uri, self.engine.slots()))
+            }
+        };
+        let s = c.status();
+        let owners = self
+            .engine
+            .owners()
+            .into_iter()
+            .map(|o| match o {
+                SlotOwner::Local => Some(s.node.clone()),
+                SlotOwner::Node(n) => Some(n),
+                SlotOwner::Nobody => None,
+            })
+            .collect();
+        Ok(api::ClusterStatus {
+            node: s.node,
+            slots: s.slots,
+            held: s.held,
+            owners,
+            nodes: s.nodes,
+            since_last_round_ms: s.since_last_round_ms,
+            last_error: s.last_error,
+            room_slot,
         })
     }
 

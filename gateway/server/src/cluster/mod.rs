@@ -108,6 +108,23 @@ pub struct Cluster {
     left: watch::Sender<bool>,
 }
 
+/// A database error with its cause (tokio-postgres says only "db error" at the top).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(x) = src {
+                s.push_str(": ");
+                s.push_str(&x.to_string());
+                src = x.source();
+            }
+            s
+        }
+    }
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -204,7 +221,9 @@ impl Cluster {
         let tick = self.settings.tick();
         loop {
             let started = Instant::now();
-            match tokio::time::timeout(self.settings.ttl() / 2, self.round(started)).await {
+            // A slow round is given until the leases would self-fence anyway (the watchdog
+            // stops every slot whose renewal did not land by then, whatever the round does).
+            match tokio::time::timeout(self.settings.self_fence(), self.round(started)).await {
                 Ok(Ok(())) => {
                     if let Ok(mut t) = self.last_round.lock() {
                         *t = Some(started);
@@ -213,7 +232,7 @@ impl Cluster {
                         s.last_error = None;
                     }
                 }
-                Ok(Err(e)) => self.round_failed(&e.to_string()).await,
+                Ok(Err(e)) => self.round_failed(&describe(&e)).await,
                 Err(_) => {
                     self.round_failed("the database did not answer in time")
                         .await
@@ -281,7 +300,31 @@ impl Cluster {
     }
 
     /// One round: heartbeat, renew, share, take or release, learn the others.
-    async fn round(&self, started: Instant) -> Result<(), tokio_postgres::Error> {
+    /// Starts the shard of a slot just taken; a slot that cannot be restored is let go (its
+    /// lease is no longer renewed, another node takes it).
+    async fn start_slot(&self, slot: u16, token: u64) {
+        let slots = Arc::clone(&self.slots);
+        match tokio::task::spawn_blocking(move || slots.start(slot, Some(token))).await {
+            Ok(Ok(())) => {
+                // Lost again while restoring (the watchdog let it go): stop it at once.
+                let still = self
+                    .held
+                    .lock()
+                    .is_ok_and(|h| h.get(&slot).is_some_and(|x| x.token == token));
+                if still {
+                    tracing::info!(slot, token, "this node orders the slot now");
+                } else {
+                    self.slots.stop(slot).await;
+                }
+            }
+            other => {
+                tracing::warn!(slot, error = ?other, "could not restore a slot; letting it go");
+                self.drop_slot(slot).await;
+            }
+        }
+    }
+
+    async fn round(self: &Arc<Self>, started: Instant) -> Result<(), tokio_postgres::Error> {
         let mut guard = self.db.lock().await;
         if guard.is_none() {
             *guard = Some(self.connect().await?);
@@ -310,8 +353,13 @@ impl Cluster {
             .unwrap_or_default();
         let renewed: Vec<u16> = db
             .query(
+                // Rows locked in the room's order, as the committer locks them (no deadlock).
                 "UPDATE mimi_leases SET expires_at = now() + make_interval(secs => $3)
-                 WHERE node = $1 AND room = ANY($2) AND expires_at > now() RETURNING room",
+                 WHERE room IN (SELECT room FROM mimi_leases
+                                WHERE node = $1 AND room = ANY($2) AND expires_at > now()
+                                ORDER BY room FOR UPDATE)
+                   AND node = $1 AND expires_at > now()
+                 RETURNING room",
                 &[&s.node, &mine, &ttl],
             )
             .await?
@@ -396,26 +444,14 @@ impl Cluster {
                 .filter_map(|r| Some((slot_of(r.get(0))?, r.get::<_, i64>(1) as u64)))
                 .collect();
             tx.commit().await?;
+            // Held (and renewed) from now; the shard restores the slot's rooms in the
+            // background, so a slow restore never delays the renewal of the other leases.
             for (slot, token) in taken {
-                let slots = Arc::clone(&self.slots);
-                let started_shard =
-                    tokio::task::spawn_blocking(move || slots.start(slot, Some(token))).await;
-                match started_shard {
-                    Ok(Ok(())) => {
-                        if let Ok(mut h) = self.held.lock() {
-                            h.insert(slot, Held { token, until });
-                        }
-                        tracing::info!(slot, token, "this node orders the slot now");
-                    }
-                    other => {
-                        tracing::warn!(slot, error = ?other, "could not restore a slot; releasing it");
-                        db.execute(
-                            "UPDATE mimi_leases SET expires_at = now() WHERE room = $1 AND node = $2",
-                            &[&slot_key(slot), &s.node],
-                        )
-                        .await?;
-                    }
+                if let Ok(mut h) = self.held.lock() {
+                    h.insert(slot, Held { token, until });
                 }
+                let me = Arc::clone(self);
+                tokio::spawn(async move { me.start_slot(slot, token).await });
             }
         }
         // Who orders the others.

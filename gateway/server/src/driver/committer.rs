@@ -138,6 +138,21 @@ impl Committer {
     }
 }
 
+/// The leases the batches depend on, sorted by room.
+fn fences_of(jobs: &[(WriteBatch, CommitReply)]) -> Vec<(&str, u64)> {
+    let mut f: Vec<(&str, u64)> = jobs
+        .iter()
+        .flat_map(|(b, _)| b.writes.iter())
+        .filter_map(|w| match w {
+            Write::Fence { room, token } => Some((room.as_str(), *token)),
+            _ => None,
+        })
+        .collect();
+    f.sort_unstable();
+    f.dedup();
+    f
+}
+
 /// Whether `b` is fenced by the lease of `room`.
 fn fenced_by(b: &WriteBatch, room: &str) -> bool {
     b.writes
@@ -162,6 +177,11 @@ pub(super) fn committer(
         loop {
             let mut reports = vec![CommitReport::default(); jobs.len()];
             let r = store.transact(&mut |txn| {
+                // Every lease this group commit depends on, locked in one order (the room's):
+                // lease renewals lock in the same order, so the two never deadlock.
+                for (room, token) in fences_of(&jobs) {
+                    txn.check_fence(room, token)?;
+                }
                 let mut delivered = std::collections::BTreeSet::new();
                 for (i, (b, _)) in jobs.iter().enumerate() {
                     reports[i] = CommitReport::default();
