@@ -131,8 +131,7 @@ async fn settled(admin: SocketAddr, live: &[&str], within: Duration) -> Result<D
     let mut last = None;
     while t.elapsed() < within {
         if let Some(s) = cluster_status(admin, None).await {
-            if s
-                .owners
+            if s.owners
                 .iter()
                 .all(|o| o.as_deref().is_some_and(|n| live.contains(&n)))
             {
@@ -151,7 +150,10 @@ async fn a_node_killed_under_load_loses_nothing_and_its_rooms_move_within_the_bo
     let Some(url) = fresh_db(&db).await else {
         return;
     };
-    let fed = Arc::new(Fed::new("cluster", &["a.example", "b.example", "c.example"]));
+    let fed = Arc::new(Fed::new(
+        "cluster",
+        &["a.example", "b.example", "c.example"],
+    ));
     let mut nodes: Vec<Node> = (0..3)
         .map(|i| {
             let (config, https) = node_config(&fed, i, &url);
@@ -213,11 +215,7 @@ async fn a_node_killed_under_load_loses_nothing_and_its_rooms_move_within_the_bo
     let nodes = Arc::new(Mutex::new(nodes));
     let killed: Arc<Mutex<Option<(String, Duration)>>> = Arc::default();
     let killer = {
-        let (ready, nodes, killed) = (
-            Arc::clone(&ready),
-            Arc::clone(&nodes),
-            Arc::clone(&killed),
-        );
+        let (ready, nodes, killed) = (Arc::clone(&ready), Arc::clone(&nodes), Arc::clone(&killed));
         tokio::spawn(async move {
             ready.notified().await;
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -227,9 +225,7 @@ async fn a_node_killed_under_load_loses_nothing_and_its_rooms_move_within_the_bo
             for r in (0..rooms).filter(|r| r % 3 == 0) {
                 let room = format!("mimi://a.example/r/load{run_id}n{r}");
                 let s = cluster_status(admin, Some(&room)).await.unwrap();
-                let owner = s.owners[usize::from(s.room_slot.unwrap())]
-                    .clone()
-                    .unwrap();
+                let owner = s.owners[usize::from(s.room_slot.unwrap())].clone().unwrap();
                 *count.entry(owner).or_default() += 1;
             }
             let victim = count.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
@@ -269,7 +265,10 @@ async fn a_node_killed_under_load_loses_nothing_and_its_rooms_move_within_the_bo
     eprintln!("cluster: {report:?}");
     assert!(report.clean(), "{report:?}");
     assert_eq!(report.accepted, 1_500, "every message accepted in the end");
-    assert_eq!(report.delivered, 3_000, "each reached both other users once");
+    assert_eq!(
+        report.delivered, 3_000,
+        "each reached both other users once"
+    );
     assert!(
         took <= Duration::from_millis(FAILOVER_MS),
         "{victim}'s slots were ordered again after {took:?}, beyond the {FAILOVER_MS} ms bound"
@@ -286,4 +285,158 @@ async fn a_node_killed_under_load_loses_nothing_and_its_rooms_move_within_the_bo
     assert_eq!(plain_get(survivor, "/readyz").await.0, 200);
     let s = cluster_status(survivor, None).await.unwrap();
     assert!(!s.nodes.contains_key(&victim), "{s:?}");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// No split brain: the node ordering a room is frozen (SIGSTOP) until its lease expires and
+/// the other node takes the room; a commit is accepted there; then the frozen node wakes up
+/// and is handed a competing commit for the same epoch at once. It must not accept it (its
+/// shard is stopped, or its write carries the old fencing token and the database refuses
+/// it): every member ends in one epoch with one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_node_never_accepts_a_commit_in_an_epoch_another_node_ordered() {
+    use mimi_client::{RoomSetup, role};
+    use mimi_session::{ApiClient, Session, Verdict};
+
+    let db = format!("mimi_fence_{}", std::process::id());
+    let Some(url) = fresh_db(&db).await else {
+        return;
+    };
+    let fed = Fed::new("fence", &["a.example"]);
+    let mut nodes: Vec<Proc> = (0..2)
+        .map(|i| {
+            let (config, _) = node_config(&fed, i, &url);
+            Proc::start(&config, "a.example")
+        })
+        .collect();
+    let apis: Vec<SocketAddr> = nodes.iter().map(|n| n.client_api).collect();
+    let room = "mimi://a.example/r/fenced";
+    let mut alice = Session::register(apis.clone(), "a.example", "alice", "d", 3)
+        .await
+        .unwrap();
+    let mut bob = Session::register(apis.clone(), "a.example", "bob", "d", 3)
+        .await
+        .unwrap();
+    for u in ["carol", "dave"] {
+        Session::register(apis.clone(), "a.example", u, "d", 3)
+            .await
+            .unwrap();
+    }
+    alice
+        .create_room(room, &RoomSetup::named("fenced"))
+        .await
+        .unwrap();
+    let v = alice
+        .add(room, &[(bob.user().to_owned(), role::ADMIN)])
+        .await
+        .unwrap();
+    assert_eq!(v, Verdict::Accepted);
+    bob.sync_until(20, |e| matches!(e, mimi_client::Event::Joined { .. }))
+        .await
+        .unwrap();
+    let epoch = alice.member.epoch(room).unwrap();
+    assert_eq!(bob.member.epoch(room), Some(epoch));
+
+    // Two competing commits for the same epoch, prepared before anything happens.
+    let kp_carol = alice
+        .key_packages_of(room, "mimi://a.example/u/carol")
+        .await
+        .unwrap();
+    let kp_dave = bob
+        .key_packages_of(room, "mimi://a.example/u/dave")
+        .await
+        .unwrap();
+    let alice_commit = alice
+        .member
+        .add_participants(
+            room,
+            &[("mimi://a.example/u/carol".to_owned(), role::MEMBER)],
+            &kp_carol,
+        )
+        .unwrap();
+    let bob_commit = bob
+        .member
+        .add_participants(
+            room,
+            &[("mimi://a.example/u/dave".to_owned(), role::MEMBER)],
+            &kp_dave,
+        )
+        .unwrap();
+
+    // Who orders the room, frozen until the other node orders it.
+    let mut owner = None;
+    for _ in 0..100 {
+        let s = cluster_status(nodes[0].admin, Some(room)).await.unwrap();
+        if s.nodes.len() == 2 {
+            owner = s.owners[usize::from(s.room_slot.unwrap())].clone();
+            if owner.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner = owner.unwrap();
+    let x = if owner == "n0" { 0 } else { 1 };
+    let y = 1 - x;
+    signal(nodes[x].pid(), "-STOP");
+    let t = Instant::now();
+    let mut moved = false;
+    while t.elapsed() < Duration::from_secs(30) {
+        if let Some(s) = cluster_status(nodes[y].admin, Some(room)).await
+            && s.owners[usize::from(s.room_slot.unwrap())].as_deref() == Some(["n0", "n1"][y])
+        {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !moved {
+        signal(nodes[x].pid(), "-CONT");
+    }
+    assert!(moved, "the frozen node's room never moved");
+
+    // Bob's commit through the node that orders the room now: accepted.
+    let token = bob.api.token().unwrap().to_owned();
+    bob.api = ApiClient::with_token(apis[y], &token);
+    assert_eq!(
+        bob.handshake(room, bob_commit).await.unwrap(),
+        Verdict::Accepted
+    );
+    // The frozen node wakes up and gets Alice's commit for the same epoch at once.
+    let token = alice.api.token().unwrap().to_owned();
+    alice.api = ApiClient::with_token(apis[x], &token);
+    signal(nodes[x].pid(), "-CONT");
+    let r = alice.handshake(room, alice_commit).await;
+    eprintln!("fence: the woken node answered the competing commit with {r:?}");
+    assert!(
+        !matches!(r, Ok(Verdict::Accepted)),
+        "two nodes accepted a commit for epoch {epoch}: {r:?}"
+    );
+    // One history: Alice catches up with Bob's commit (dave in, carol not).
+    alice.api = ApiClient::with_token(apis[y], &token);
+    let t = Instant::now();
+    while alice.member.epoch(room) != Some(epoch + 1) && t.elapsed() < Duration::from_secs(20) {
+        alice.sync(1).await.unwrap();
+    }
+    assert_eq!(alice.member.epoch(room), Some(epoch + 1));
+    let members = alice.member.members(room);
+    assert!(
+        members.iter().any(|m| m.contains("/d/dave/")),
+        "{members:?}"
+    );
+    assert!(
+        !members.iter().any(|m| m.contains("/d/carol/")),
+        "{members:?}"
+    );
+    for n in &mut nodes {
+        n.stop();
+    }
 }

@@ -193,7 +193,12 @@ impl ApiClient {
                     }
                     return Ok(tcp);
                 }
-                Ok(Err(e)) => last = Some(ApiError::Transport { addr, reason: e.to_string() }),
+                Ok(Err(e)) => {
+                    last = Some(ApiError::Transport {
+                        addr,
+                        reason: e.to_string(),
+                    })
+                }
                 Err(_) => {
                     last = Some(ApiError::Transport {
                         addr,

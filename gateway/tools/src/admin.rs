@@ -90,7 +90,8 @@ impl AdminClient {
     pub async fn cluster(&self, room: Option<&str>) -> anyhow::Result<api::ClusterStatus> {
         match room {
             Some(r) => {
-                let q = percent_encoding::utf8_percent_encode(r, percent_encoding::NON_ALPHANUMERIC);
+                let q =
+                    percent_encoding::utf8_percent_encode(r, percent_encoding::NON_ALPHANUMERIC);
                 self.get(&format!("/cluster?room={q}")).await
             }
             None => self.get("/cluster").await,

@@ -170,7 +170,7 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
                     "load",
                     4,
                 )
-                    .await
+                .await
                 {
                     Ok(s) => Ok(Some(s)),
                     Err(e) if e.to_string().contains("transport") => Ok(None),
