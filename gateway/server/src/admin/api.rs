@@ -117,7 +117,7 @@ impl AdminApi {
             (Method::GET, "/cluster") => {
                 return match self.cluster_status(query(q.as_deref(), "room")) {
                     Ok(v) => json(200, &v),
-                    Err(e) => e,
+                    Err((status, why)) => refused(status, why),
                 };
             }
             (Method::GET, "/peers") => self.peers().map(|v| json(200, &v)),
@@ -207,11 +207,11 @@ impl AdminApi {
         })
     }
 
-    fn cluster_status(&self, room: Option<&str>) -> Result<api::ClusterStatus, Out> {
+    fn cluster_status(&self, room: Option<&str>) -> Result<api::ClusterStatus, (u16, String)> {
         let Some(c) = &self.cluster else {
-            return Err(refused(
+            return Err((
                 404,
-                "this gateway is no cluster (storage.backend is redb)",
+                "this gateway is no cluster (storage.backend is redb)".to_owned(),
             ));
         };
         let room_slot = match room {
@@ -220,7 +220,7 @@ impl AdminApi {
                 let r = percent_encoding::percent_decode_str(r).decode_utf8_lossy();
                 let uri = r
                     .parse::<mimi_proto::uri::RoomUri>()
-                    .map_err(|e| refused(400, format!("room: {e}")))?;
+                    .map_err(|e| (400, format!("room: {e}")))?;
                 Some(mimi_engine::room_shard(&uri, self.engine.slots()))
             }
         };
