@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -122,7 +123,10 @@ pub struct ApiClient {
 const MAX_IDLE: usize = 32;
 
 /// How long a TCP connection to one address may take before the next address is tried.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a request may wait for its answer (a long-poll: this plus its wait).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ApiClient {
     /// A client of the API at `addr` (or at any of several addresses) without a token
@@ -238,7 +242,8 @@ impl ApiClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<ApiResponse, ApiError> {
-        self.send(method, path, content_type, None, body).await
+        self.send(method, path, content_type, None, body, Duration::ZERO)
+            .await
     }
 
     async fn request_accept(
@@ -246,8 +251,10 @@ impl ApiClient {
         method: Method,
         path: &str,
         accept: &str,
+        wait: Duration,
     ) -> Result<ApiResponse, ApiError> {
-        self.send(method, path, "", Some(accept), Vec::new()).await
+        self.send(method, path, "", Some(accept), Vec::new(), wait)
+            .await
     }
 
     async fn send(
@@ -257,6 +264,7 @@ impl ApiClient {
         content_type: &str,
         accept: Option<&str>,
         body: Vec<u8>,
+        wait: Duration,
     ) -> Result<ApiResponse, ApiError> {
         let mut b = Request::builder()
             .method(method)
@@ -275,22 +283,30 @@ impl ApiClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| self.transport(e))?;
         let mut conn = self.connection().await?;
-        let resp = conn
-            .send_request(req)
+        // A gateway cut off by a partition never answers (no reset): give up after the
+        // request timeout (plus the long-poll's wait), so the caller retries elsewhere.
+        let exchange = async {
+            let resp = conn
+                .send_request(req)
+                .await
+                .map_err(|e| self.transport(e))?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.transport(e))?
+                .to_bytes();
+            Ok::<_, ApiError>((status, retry_after, body))
+        };
+        let (status, retry_after, body) = tokio::time::timeout(REQUEST_TIMEOUT + wait, exchange)
             .await
-            .map_err(|e| self.transport(e))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.transport(e))?
-            .to_bytes();
+            .map_err(|_| self.transport(format!("no answer within {:?}", REQUEST_TIMEOUT + wait)))??;
         {
             let mut idle = self.idle.lock().await;
             if idle.len() < MAX_IDLE {
@@ -528,7 +544,12 @@ impl ApiClient {
     pub async fn events(&self, after: u64, limit: usize, wait_s: u64) -> Result<Events, ApiError> {
         let path = format!("/events?after={after}&limit={limit}&wait={wait_s}");
         let r = self
-            .request_accept(Method::GET, &path, DELIVERIES_BINARY)
+            .request_accept(
+                Method::GET,
+                &path,
+                DELIVERIES_BINARY,
+                Duration::from_secs(wait_s),
+            )
             .await?;
         let call = format!("GET {path}");
         if r.status != 200 {
