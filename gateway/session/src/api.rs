@@ -306,7 +306,9 @@ impl ApiClient {
         };
         let (status, retry_after, body) = tokio::time::timeout(REQUEST_TIMEOUT + wait, exchange)
             .await
-            .map_err(|_| self.transport(format!("no answer within {:?}", REQUEST_TIMEOUT + wait)))??;
+            .map_err(|_| {
+                self.transport(format!("no answer within {:?}", REQUEST_TIMEOUT + wait))
+            })??;
         {
             let mut idle = self.idle.lock().await;
             if idle.len() < MAX_IDLE {

@@ -5,7 +5,7 @@
 //! a second copy of a message), long-polls reconnect.
 //!
 //! The report is one JSON line:
-//! `{"rooms","sent","accepted","delivered","duplicates","lost","out_of_order","unusable","p50_ms","p99_ms"}`.
+//! `{"rooms","sent","accepted","delivered","duplicates","lost","out_of_order","unusable","p50_ms","p99_ms","accepted_per_s"}`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -75,6 +75,9 @@ pub struct LoadReport {
     pub p50_ms: f64,
     /// 99th percentile delivery latency (ms).
     pub p99_ms: f64,
+    /// Messages accepted per second while sending (submission to the hub's answer).
+    #[serde(default)]
+    pub accepted_per_s: f64,
 }
 
 impl LoadReport {
@@ -364,6 +367,8 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
     }
     let accepted = accepted.lock().map(|a| a.clone()).unwrap_or_default();
     report.accepted = accepted.len();
+    report.accepted_per_s =
+        (report.accepted as f64 / start.elapsed().as_secs_f64().max(1e-3) * 10.0).round() / 10.0;
 
     // --- wait for every delivery --------------------------------------------------------------
     let expected: BTreeMap<(String, String), Vec<String>> = {

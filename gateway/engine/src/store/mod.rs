@@ -19,6 +19,7 @@ mod mem;
 pub mod rows;
 pub mod suite;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub use apply::{CommitReport, apply, events};
@@ -396,6 +397,59 @@ pub trait Txn {
         let _ = clients;
         Ok(())
     }
+
+    /// Locks existing rows this transaction will update, in the order given. Backends with
+    /// concurrent writers (several cluster nodes) lock them; callers pass them sorted, so two
+    /// transactions touching the same rows wait for each other instead of deadlocking.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn lock_rows(&mut self, table: Table, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let _ = (table, keys);
+        Ok(())
+    }
+}
+
+/// The shared rows a group of batches will update, by table, each list sorted: the queue
+/// counters of the clients and outboxes they touch, and the reference counts of the bodies
+/// they store. Lock them in this order before applying ([`Txn::lock_rows`]).
+pub fn hot_rows(batches: &[&WriteBatch]) -> Vec<(Table, Vec<Vec<u8>>)> {
+    let mut meta = BTreeSet::new();
+    let mut outbox = BTreeSet::new();
+    let mut refs = BTreeSet::new();
+    for w in batches.iter().flat_map(|b| b.writes.iter()) {
+        match w {
+            Write::Deliver { client, row, .. } => {
+                meta.insert(client.as_bytes().to_vec());
+                refs.insert(row.body.to_vec());
+            }
+            Write::Ack { client, .. } => {
+                meta.insert(client.as_bytes().to_vec());
+            }
+            Write::OutboxPush {
+                follower,
+                room,
+                row,
+                ..
+            } => {
+                outbox.insert(keys::join(&[follower.as_bytes(), room.as_bytes()]));
+                refs.insert(row.body.to_vec());
+            }
+            Write::OutboxPop { follower, room, .. } | Write::DeadLetter { follower, room, .. } => {
+                outbox.insert(keys::join(&[follower.as_bytes(), room.as_bytes()]));
+            }
+            _ => {}
+        }
+    }
+    [
+        (Table::BodyRefs, refs),
+        (Table::DeliveryMeta, meta),
+        (Table::OutboxMeta, outbox),
+    ]
+    .into_iter()
+    .filter(|(_, k)| !k.is_empty())
+    .map(|(t, k)| (t, k.into_iter().collect()))
+    .collect()
 }
 
 /// A storage backend: committed reads, and atomic durable transactions.

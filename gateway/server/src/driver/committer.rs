@@ -182,6 +182,12 @@ pub(super) fn committer(
                 for (room, token) in fences_of(&jobs) {
                     txn.check_fence(room, token)?;
                 }
+                // The shared rows (queue counters, body references) likewise, so that group
+                // commits of several nodes touching the same clients never deadlock.
+                let batches: Vec<&WriteBatch> = jobs.iter().map(|(b, _)| b).collect();
+                for (table, keys) in mimi_engine::store::hot_rows(&batches) {
+                    txn.lock_rows(table, &keys)?;
+                }
                 let mut delivered = std::collections::BTreeSet::new();
                 for (i, (b, _)) in jobs.iter().enumerate() {
                     reports[i] = CommitReport::default();

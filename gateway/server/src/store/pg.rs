@@ -118,6 +118,9 @@ impl Conn {
     }
 }
 
+/// The advisory lock key migrations hold ("mimi" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d69_6d69;
+
 /// Applies the schema migrations this build knows, under a lock (several nodes may start
 /// together), and refuses a database from a newer version.
 async fn migrate(url: &str, rt: &tokio::runtime::Handle) -> Result<(), StoreError> {
@@ -125,6 +128,13 @@ async fn migrate(url: &str, rt: &tokio::runtime::Handle) -> Result<(), StoreErro
     rt.spawn(async move {
         let _ = connection.await;
     });
+    // One node migrates at a time: `CREATE TABLE IF NOT EXISTS` itself races between
+    // sessions, so the whole migration runs under an advisory lock (released when this
+    // connection closes at the end of the function).
+    client
+        .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await
+        .map_err(pg)?;
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS mimi_schema (version integer NOT NULL)")
         .await
@@ -432,6 +442,19 @@ impl Txn for PgTxn<'_> {
 
     fn get_for_update(&mut self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         wait(get(self.c, &self.c.get_for_update, table, key))
+    }
+
+    fn lock_rows(&mut self, table: Table, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // ORDER BY: rows are locked as they are returned, in key order.
+        wait(self.c.client.query(
+            "SELECT 1 FROM mimi_rows WHERE tbl = $1 AND k = ANY($2) ORDER BY k FOR UPDATE",
+            &[&tbl(table), &keys],
+        ))
+        .map(|_| ())
+        .map_err(pg)
     }
 
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
