@@ -19,7 +19,11 @@ const FALLBACK: Duration = Duration::from_secs(1);
 /// Listens until `stop`.
 pub(super) async fn wakes(url: String, wakes: Arc<Wakes>, mut stop: watch::Receiver<bool>) {
     loop {
-        match tokio_postgres::connect(&url, NoTls).await {
+        let connected = match crate::store::pg::pg_config(&url) {
+            Ok(c) => c.connect(NoTls).await,
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
                 let stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -186,7 +186,9 @@ impl Cluster {
     }
 
     async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, conn) = tokio_postgres::connect(&self.settings.url, NoTls).await?;
+        let (client, conn) = crate::store::pg::pg_config(&self.settings.url)?
+            .connect(NoTls)
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::warn!(error = %e, "the cluster's database connection ended");
@@ -283,13 +285,25 @@ impl Cluster {
                     slot = s,
                     "lease not renewed in time: this node stops ordering the slot"
                 );
-                self.drop_slot(s).await;
+                self.let_go(s);
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 () = crate::serving::stopping(&mut stop) => return,
             }
         }
+    }
+
+    /// Stops ordering `slot` at once, without waiting for its shard: the slot is no longer
+    /// held now, its route closes as soon as the stopping task runs, and the shard stops after
+    /// its current step in the background (a step stuck on an unreachable database must not keep the watchdog from
+    /// letting the other slots go).
+    fn let_go(&self, slot: u16) {
+        if let Ok(mut h) = self.held.lock() {
+            h.remove(&slot);
+        }
+        let slots = Arc::clone(&self.slots);
+        tokio::spawn(async move { slots.stop(slot).await });
     }
 
     async fn drop_slot(&self, slot: u16) {
@@ -353,11 +367,12 @@ impl Cluster {
             .unwrap_or_default();
         let renewed: Vec<u16> = db
             .query(
-                // Rows locked in the room's order, as the committer locks them (no deadlock).
+                // NO KEY UPDATE: compatible with the KEY SHARE locks of commits in flight (a
+                // renewal never waits for them), in slot order.
                 "UPDATE mimi_leases SET expires_at = now() + make_interval(secs => $3)
                  WHERE room IN (SELECT room FROM mimi_leases
                                 WHERE node = $1 AND room = ANY($2) AND expires_at > now()
-                                ORDER BY room FOR UPDATE)
+                                ORDER BY room FOR NO KEY UPDATE)
                    AND node = $1 AND expires_at > now()
                  RETURNING room",
                 &[&s.node, &mine, &ttl],
@@ -381,7 +396,7 @@ impl Cluster {
         };
         for slot in lost {
             tracing::warn!(slot, "lease lost: this node stops ordering the slot");
-            self.drop_slot(slot).await;
+            self.let_go(slot);
         }
         // The live nodes and this node's share.
         let nodes: Vec<(String, String, Option<String>)> = db

@@ -94,9 +94,48 @@ struct Conn {
     fence: Statement,
 }
 
+/// How long a connection attempt, or data sent without acknowledgement, may take before the
+/// connection is given up (a partition must fail queries, not hang them).
+const NET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection settings of `url`, with the gateway's timeouts: connecting, unacknowledged
+/// data (`tcp_user_timeout`) and TCP keepalives (a silent peer is noticed within ~8 s), so
+/// that a node cut off from the database sees its queries fail rather than wait for the
+/// kernel's retransmission limit (minutes).
+///
+/// # Errors
+/// An unparsable URL.
+pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let mut c: tokio_postgres::Config = url.parse()?;
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(NET_TIMEOUT);
+    }
+    c.keepalives(true)
+        .keepalives_idle(NET_TIMEOUT)
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(NET_TIMEOUT);
+    // A node cut off in the middle of a transaction must not keep its row locks: the server
+    // ends a session idle in a transaction after this long.
+    let idle = format!(
+        "-c idle_in_transaction_session_timeout={}",
+        NET_TIMEOUT.as_millis()
+    );
+    let options = match c.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {idle}"),
+        _ => idle,
+    };
+    c.options(&options);
+    Ok(c)
+}
+
 impl Conn {
     async fn open(url: &str, rt: &tokio::runtime::Handle) -> Result<Self, StoreError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
+        let (client, connection) = pg_config(url)
+            .map_err(pg)?
+            .connect(NoTls)
+            .await
+            .map_err(pg)?;
         rt.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "a PostgreSQL connection ended");
@@ -112,7 +151,9 @@ impl Conn {
             scan_range: p("SELECT k, v FROM mimi_rows WHERE tbl = $1 AND k >= $2 AND k > $3 AND k < $4 ORDER BY k LIMIT $5").await?,
             last_from: p("SELECT k, v FROM mimi_rows WHERE tbl = $1 AND k >= $2 ORDER BY k DESC LIMIT 1").await?,
             last_range: p("SELECT k, v FROM mimi_rows WHERE tbl = $1 AND k >= $2 AND k < $3 ORDER BY k DESC LIMIT 1").await?,
-            fence: p("SELECT token FROM mimi_leases WHERE room = $1 AND expires_at > now() FOR SHARE").await?,
+            // KEY SHARE: a renewal (an update of `expires_at`) does not wait for commits in
+            // flight, but a takeover, which locks the row FOR UPDATE first, does.
+            fence: p("SELECT token FROM mimi_leases WHERE room = $1 AND expires_at > now() FOR KEY SHARE").await?,
             client,
         })
     }
@@ -124,7 +165,11 @@ const MIGRATION_LOCK: i64 = 0x6d69_6d69;
 /// Applies the schema migrations this build knows, under a lock (several nodes may start
 /// together), and refuses a database from a newer version.
 async fn migrate(url: &str, rt: &tokio::runtime::Handle) -> Result<(), StoreError> {
-    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
+    let (mut client, connection) = pg_config(url)
+        .map_err(pg)?
+        .connect(NoTls)
+        .await
+        .map_err(pg)?;
     rt.spawn(async move {
         let _ = connection.await;
     });
