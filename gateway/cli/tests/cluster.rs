@@ -21,7 +21,7 @@ use mimi_tools::load::{LoadOptions, run};
 
 const TOKEN: &str = "cluster-admin-token-0123456789";
 /// The failover bound the nodes are configured with (ms).
-const FAILOVER_MS: u64 = 4_000;
+const FAILOVER_MS: u64 = 6_000;
 
 /// A fresh database on the test server, its URL.
 pub async fn fresh_db(name: &str) -> Option<String> {

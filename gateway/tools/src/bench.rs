@@ -93,7 +93,7 @@ where
     Ok(summarize(all, start.elapsed()))
 }
 
-fn us(d: Duration) -> String {
+pub(crate) fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
@@ -424,14 +424,24 @@ pub async fn fanout(dir: &Path, messages: usize) -> anyhow::Result<String> {
 }
 
 /// One engine shard over an in-memory store, driven step by step.
-struct Solo {
+pub(crate) struct Solo {
     engine: Engine,
-    store: Arc<mimi_engine::store::MemStore>,
+    pub(crate) store: Arc<dyn mimi_engine::store::Store>,
     now: u64,
+    /// Bytes the committed batches stored ([`mimi_engine::store::WriteBatch::payload_bytes`]).
+    pub(crate) written: usize,
 }
 
 impl Solo {
     fn new(domain: &str) -> anyhow::Result<Self> {
+        Self::with_store(domain, Arc::new(mimi_engine::store::MemStore::default()))
+    }
+
+    /// An engine of `domain` over `store`, one shard.
+    pub(crate) fn with_store(
+        domain: &str,
+        store: Arc<dyn mimi_engine::store::Store>,
+    ) -> anyhow::Result<Self> {
         let signer = SignatureKeyPair::new(
             Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519.signature_algorithm(),
         )
@@ -449,11 +459,10 @@ impl Solo {
                 ..Limits::default()
             },
         });
-        let store = Arc::new(mimi_engine::store::MemStore::default());
         let engine = Engine::new(
             cfg,
             openmls_rust_crypto::RustCrypto::default(),
-            Arc::clone(&store) as Arc<dyn mimi_engine::store::Store>,
+            Arc::clone(&store),
             0,
             1,
             Arc::new(mimi_engine::Shared::default()),
@@ -462,10 +471,11 @@ impl Solo {
             engine,
             store,
             now: 1_800_000_000_000,
+            written: 0,
         })
     }
 
-    fn auth(&self, token: Option<[u8; 32]>) -> anyhow::Result<Auth> {
+    pub(crate) fn auth(&self, token: Option<[u8; 32]>) -> anyhow::Result<Auth> {
         Ok(match token {
             Some(t) => mimi_engine::authenticate(self.store.as_ref(), self.engine.domain(), &t)?
                 .map_or(Auth::Anonymous, Auth::Client),
@@ -474,7 +484,7 @@ impl Solo {
     }
 
     /// One call: handle, commit the step's writes, and the response.
-    fn call(
+    pub(crate) fn call(
         &mut self,
         token: Option<[u8; 32]>,
         c: ClientCall,
@@ -490,6 +500,7 @@ impl Solo {
             },
         );
         let w = self.engine.take_writes()?;
+        self.written += w.payload_bytes();
         mimi_engine::store::commit(self.store.as_ref(), &[&w])?;
         self.engine.committed();
         let mut resp = None;
@@ -504,21 +515,21 @@ impl Solo {
     }
 }
 
-fn body_text(r: &mimi_engine::Response) -> String {
+pub(crate) fn body_text(r: &mimi_engine::Response) -> String {
     match &r.body {
         mimi_engine::Body::Refused(x) => x.to_string(),
         other => format!("{other:?}"),
     }
 }
 
-fn mimi_body(r: &mimi_engine::Response) -> Bytes {
+pub(crate) fn mimi_body(r: &mimi_engine::Response) -> Bytes {
     match &r.body {
         mimi_engine::Body::Mimi(b) => b.clone(),
         _ => Bytes::new(),
     }
 }
 
-fn accepted(r: &mimi_engine::Response, what: &str) -> anyhow::Result<()> {
+pub(crate) fn accepted(r: &mimi_engine::Response, what: &str) -> anyhow::Result<()> {
     use mimi_proto::codec::Wire as _;
     anyhow::ensure!(r.status == 200, "{what}: {}", body_text(r));
     let resp = mimi_proto::messages::UpdateRoomResponse::from_bytes(&mimi_body(r))?;

@@ -16,6 +16,9 @@ pub(crate) enum Which {
     Fanout,
     /// Hub commit acceptance vs a member's processing, 10/100/1000 members
     Commit,
+    /// State growth: a message's bytes and time with small and large history; disk, start-up
+    /// and memory with many rooms (JSON lines)
+    State,
     /// Everything
     All,
 }
@@ -34,6 +37,15 @@ pub(crate) struct BenchArgs {
     /// Commits per group size (commit)
     #[arg(long, default_value_t = 30)]
     rounds: usize,
+    /// Messages of history: the small size (state)
+    #[arg(long, default_value_t = 1_000)]
+    history_small: u64,
+    /// Messages of history: the large size (state)
+    #[arg(long, default_value_t = 100_000)]
+    history_large: u64,
+    /// Rooms of 5 members in the store for the start-up figures (state)
+    #[arg(long, default_value_t = 10_000)]
+    rooms: u64,
 }
 
 /// Runs `mimi bench`.
@@ -61,6 +73,18 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if all || a.which == Which::Commit {
         println!("## commit ({} commits per size)\n", a.rounds);
         println!("{}", bench::commit(a.rounds)?);
+    }
+    if a.which == Which::State {
+        let exe = std::env::current_exe()?;
+        for g in mimi_tools::bench_state::state(
+            &dir.join("state"),
+            &exe,
+            a.history_small,
+            a.history_large,
+            a.rooms,
+        )? {
+            println!("{}", serde_json::to_string(&g)?);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)

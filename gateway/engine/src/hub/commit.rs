@@ -424,7 +424,6 @@ impl<C: OpenMlsCrypto> Engine<C> {
         }
         self.flush_mls(room);
         self.save_room_row(room);
-        self.forget_submissions(room, new_epoch);
         let fanout = FanoutMessage {
             timestamp: now,
             message: commit.clone(),

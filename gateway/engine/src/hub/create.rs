@@ -103,6 +103,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             group,
             pending: Vec::new(),
             followers_now: BTreeSet::new(),
+            submit_next: 0,
         };
         let policy = match r.policy() {
             Ok(p) => p,

@@ -86,6 +86,8 @@ pub(crate) struct HubRoom {
     pub(crate) pending: Vec<PendingRow>,
     /// Providers with members or participants now (recomputed after each commit).
     pub(crate) followers_now: BTreeSet<Domain>,
+    /// The arrival number of the next accepted submission ([`Table::SubmitOrder`]).
+    pub(crate) submit_next: u64,
 }
 
 impl std::fmt::Debug for HubRoom {
@@ -296,6 +298,11 @@ impl<C: OpenMlsCrypto> Engine<C> {
             group,
             pending,
             followers_now: BTreeSet::new(),
+            submit_next: self
+                .store
+                .last(Table::SubmitOrder, &prefix)?
+                .and_then(|(k, _)| keys::seq_of(&k))
+                .map_or(0, |n| n + 1),
         };
         r.followers_now = r.compute_followers(&self.cfg.domain);
         Ok(Some(r))
@@ -489,6 +496,7 @@ pub fn room_info(
         group,
         pending: Vec::new(),
         followers_now: BTreeSet::new(),
+        submit_next: 0,
     };
     Ok(Some(RoomInfo {
         room: room.clone(),

@@ -65,7 +65,8 @@ impl<C: OpenMlsCrypto> Engine<C> {
             );
         }
         // A retry of a message this hub accepted (its answer was lost): the same answer.
-        let seen_key = submit_seen_key(room, pm.epoch, &crate::sha256(&req.app_message.to_bytes()));
+        let hash = crate::sha256(&req.app_message.to_bytes());
+        let seen_key = keys::join(&[room.as_str().as_bytes(), &hash]);
         let seen = match self.step_submissions.get(&seen_key) {
             Some(a) => Ok(Some(a.clone())),
             None => self.store.get(Table::SubmitSeen, &seen_key),
@@ -138,31 +139,39 @@ impl<C: OpenMlsCrypto> Engine<C> {
             frank,
         });
         if let crate::Body::Mimi(b) = &answer.body {
-            self.step_submissions.insert(seen_key.clone(), b.to_vec());
-            self.writes.put_raw(Table::SubmitSeen, seen_key, b.to_vec());
+            self.remember_submission(room, seen_key, hash, b.to_vec());
         }
         self.respond(id, answer);
     }
 
-    /// Forgets the submissions of the epoch that just fell out of the tolerated ones (their
-    /// retries are refused as too old anyway).
-    pub(crate) fn forget_submissions(&mut self, room: &RoomUri, new_epoch: u64) {
-        let Some(old) = new_epoch.checked_sub(self.cfg.limits.epoch_tolerance + 1) else {
+    /// Remembers an accepted submission in the room's window, forgetting the one that falls
+    /// out of it.
+    fn remember_submission(
+        &mut self,
+        room: &RoomUri,
+        seen_key: Vec<u8>,
+        hash: [u8; 32],
+        answer: Vec<u8>,
+    ) {
+        let window = self.cfg.limits.notify_dedup_window.max(1);
+        let Some(r) = self.hub.rooms.get_mut(room) else {
             return;
         };
-        let prefix = keys::prefix(&[room.as_str().as_bytes(), &old.to_be_bytes()]);
-        if let Ok(rows) = self
-            .store
-            .scan(Table::SubmitSeen, &prefix, None, usize::MAX)
-        {
-            for (k, _) in rows {
-                self.writes.delete(Table::SubmitSeen, k);
+        let n = r.submit_next;
+        r.submit_next += 1;
+        let rk = room.as_str().as_bytes();
+        self.step_submissions
+            .insert(seen_key.clone(), answer.clone());
+        self.writes.put_raw(Table::SubmitSeen, seen_key, answer);
+        self.writes
+            .put_raw(Table::SubmitOrder, keys::with_seq(&[rk], n), hash.to_vec());
+        if let Some(old_n) = n.checked_sub(window) {
+            let old_key = keys::with_seq(&[rk], old_n);
+            if let Ok(Some(old_hash)) = self.store.get(Table::SubmitOrder, &old_key) {
+                self.writes
+                    .delete(Table::SubmitSeen, keys::join(&[rk, &old_hash]));
             }
+            self.writes.delete(Table::SubmitOrder, old_key);
         }
     }
-}
-
-/// The key of a submission in [`Table::SubmitSeen`].
-fn submit_seen_key(room: &RoomUri, epoch: u64, hash: &[u8; 32]) -> Vec<u8> {
-    keys::join(&[room.as_str().as_bytes(), &epoch.to_be_bytes(), hash])
 }

@@ -9,8 +9,8 @@ use mimi_proto::messages::{
     GroupInfoCode, GroupInfoResponse, SubmitMessageRequest, SubmitMessageResponse, SubmitOutcome,
 };
 
-use crate::testing::{Harness, room_with_remote_member, text};
-use crate::{Auth, Body, ClientCall};
+use crate::testing::{Harness, room_with_remote_member, room_with_remote_member_limited, text};
+use crate::{Auth, Body, ClientCall, Limits};
 
 const ROOM: &str = "mimi://a.example/r/t";
 
@@ -136,4 +136,49 @@ fn a_non_member_cannot_send_and_nothing_leaves() {
         SubmitOutcome::NotAllowed
     );
     assert_eq!(h.store.dump(), before);
+}
+
+#[test]
+fn a_retried_submission_is_answered_again_and_fanned_out_once() {
+    let (mut h, mut alice, auth, _) = room_with_remote_member_limited(Limits {
+        notify_dedup_window: 3,
+        ..Limits::default()
+    });
+    let submit = |h: &mut Harness, body: &[u8]| {
+        h.call(
+            auth.clone(),
+            ClientCall::Room {
+                endpoint: Endpoint::SubmitMessage,
+                target: ROOM.into(),
+                body: Bytes::copy_from_slice(body),
+            },
+        )
+    };
+    let (body, _) = alice
+        .send(ROOM, |s, r, salt| {
+            mimi_content::builder::text(s, r, salt, "once")
+        })
+        .unwrap();
+    let first = submit(&mut h, &body);
+    assert_eq!(first.status, 200, "{}", text(&first));
+    let queued = h.store.table(crate::store::Table::Outbox).len();
+    // The answer was lost; the client sends the same bytes again.
+    let again = submit(&mut h, &body);
+    assert_eq!(
+        mimi(&again),
+        mimi(&first),
+        "the same answer, timestamp included"
+    );
+    assert_eq!(
+        h.store.table(crate::store::Table::Outbox).len(),
+        queued,
+        "nothing fanned out twice"
+    );
+    // The window is bounded: after more submissions than it holds, old ones are forgotten.
+    for i in 0..5 {
+        let r = h.say(&mut alice, &auth, ROOM, &format!("m{i}"));
+        assert_eq!(r.status, 200, "{}", text(&r));
+    }
+    assert_eq!(h.store.table(crate::store::Table::SubmitSeen).len(), 3);
+    assert_eq!(h.store.table(crate::store::Table::SubmitOrder).len(), 3);
 }

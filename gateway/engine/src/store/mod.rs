@@ -61,10 +61,12 @@ pub enum Table {
     NotifySeen,
     /// `room ‖ arrival number` → message hash.
     NotifyOrder,
-    /// `room ‖ epoch ‖ message hash` → the hub's answer: a submission retried with the same
-    /// bytes (the answer was lost to a crash) is answered again, not fanned out twice. Rows of
-    /// an epoch go when it falls out of the tolerated epochs.
+    /// `room ‖ message hash` → the hub's answer: a submission retried with the same bytes
+    /// (the answer was lost to a crash) is answered again, not fanned out twice. A window of
+    /// the room's last `notify_dedup_window` submissions is kept.
     SubmitSeen,
+    /// `room ‖ arrival number` → message hash (the window of [`Table::SubmitSeen`]).
+    SubmitOrder,
     /// `room` → [`rows::HubRoomRow`].
     HubRooms,
     /// `room ‖ openmls row key` → openmls row (the hub's `PublicGroup`).
@@ -91,7 +93,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::Meta,
         Self::Clients,
         Self::Tokens,
@@ -109,6 +111,7 @@ impl Table {
         Self::NotifySeen,
         Self::NotifyOrder,
         Self::SubmitSeen,
+        Self::SubmitOrder,
         Self::HubRooms,
         Self::HubMls,
         Self::HubPending,
@@ -142,6 +145,7 @@ impl Table {
             Self::NotifySeen => "notify_seen",
             Self::NotifyOrder => "notify_order",
             Self::SubmitSeen => "submit_seen",
+            Self::SubmitOrder => "submit_order",
             Self::HubRooms => "hub_rooms",
             Self::HubMls => "hub_mls",
             Self::HubPending => "hub_pending",
@@ -333,6 +337,58 @@ impl WriteBatch {
     /// Appends another batch.
     pub fn extend(&mut self, other: Self) {
         self.writes.extend(other.writes);
+    }
+
+    /// The bytes this batch stores: keys and values of its rows, each body once however many
+    /// queues reference it (what a step costs the store, before the backend's own overhead).
+    pub fn payload_bytes(&self) -> usize {
+        let mut bodies = BTreeSet::new();
+        let mut n = 0;
+        for w in &self.writes {
+            n += match w {
+                Write::Put { key, value, .. } => key.len() + value.len(),
+                Write::Delete { key, .. } => key.len(),
+                Write::Deliver {
+                    client, row, body, ..
+                } => {
+                    let b = if bodies.insert(row.body) {
+                        body.len()
+                    } else {
+                        0
+                    };
+                    client.len() + 8 + rows::encode(row).len() + b
+                }
+                Write::OutboxPush {
+                    follower,
+                    room,
+                    row,
+                    body,
+                    ..
+                } => {
+                    let b = if bodies.insert(row.body) {
+                        body.len()
+                    } else {
+                        0
+                    };
+                    follower.len() + room.len() + 8 + rows::encode(row).len() + b
+                }
+                Write::Ack { client, .. } => client.len() + 8,
+                Write::OutboxPop {
+                    follower,
+                    room,
+                    seqs,
+                }
+                | Write::DeadLetter {
+                    follower,
+                    room,
+                    seqs,
+                    ..
+                } => follower.len() + room.len() + 8 * seqs.len(),
+                Write::Unref { id } => id.len(),
+                Write::Fence { room, .. } => room.len() + 8,
+            };
+        }
+        n
     }
 }
 
