@@ -40,20 +40,15 @@ for p in members.values():
         if d["name"] in names and d["kind"] is None and d["name"] not in ALLOWED[name]:
             errors.append(f"{name} must not depend on {d['name']} (see ARCHITECTURE.md)")
 
-nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
-by_id = {p["id"]: p["name"] for p in meta["packages"]}
+# Each sans-IO crate's normal dependencies with the features it enables itself (`cargo tree -p`
+# resolves features for that crate alone; the workspace-wide resolve of `cargo metadata` would
+# charge it with features another crate turns on, such as the bridges' async XML reader).
 for name in SANS_IO:
-    root = next(i for i, p in members.items() if p["name"] == name)
-    seen, stack = set(), [root]
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        for dep in nodes[i]["deps"]:
-            if any(k["kind"] is None for k in dep["dep_kinds"]):
-                stack.append(dep["pkg"])
-    bad = sorted({by_id[i] for i in seen} & IO_CRATES)
+    out = subprocess.check_output(
+        ["cargo", "tree", "-p", name, "-e", "normal", "--prefix", "none", "--format", "{p}", "--locked"],
+        text=True)
+    deps = {line.split(" ")[0] for line in out.splitlines() if line.strip()}
+    bad = sorted(deps & IO_CRATES)
     if bad:
         errors.append(f"{name} must stay sans-IO but depends on {', '.join(bad)}")
 
