@@ -23,7 +23,6 @@ use mimi_engine::{Auth, ClientCall, ConsentPolicy, Engine, EngineConfig, Input, 
 use mimi_proto::directory::{Endpoint, encode_path_value};
 use openmls::prelude::Ciphersuite;
 use openmls_basic_credential::SignatureKeyPair;
-use sha2::Digest;
 
 use crate::local::LocalFederation;
 use mimi_gateway::config::Config;
@@ -553,87 +552,22 @@ pub fn commit(rounds: usize) -> anyhow::Result<String> {
     );
     for n in [10usize, 100, 1000] {
         let mut e = Solo::new("a.example")?;
-        let reg = |e: &mut Solo, m: &Member, publish: bool| -> anyhow::Result<[u8; 32]> {
-            let user = m.user().rsplit('/').next().unwrap_or_default().to_owned();
-            let token: [u8; 32] = sha2::Sha256::digest(user.as_bytes()).into();
-            let hash: [u8; 32] = sha2::Sha256::digest(token).into();
-            let r = e.call(
-                None,
-                ClientCall::Register {
-                    user: user.clone(),
-                    device: "d".into(),
-                    display_name: user,
-                    new_token_hash: hash,
-                },
-            )?;
-            anyhow::ensure!(r.status == 201, "register: {}", body_text(&r));
-            if publish {
-                let r = e.call(
-                    Some(hash),
-                    ClientCall::PublishKeyPackages {
-                        key_packages: m.key_packages(1)?,
-                        last_resort: None,
-                    },
-                )?;
-                anyhow::ensure!(r.status == 200, "publish: {}", body_text(&r));
-            }
-            Ok(hash)
-        };
         let room = "mimi://a.example/r/bench";
         let mut creator = Member::new("a.example", "creator", "d");
-        let ct = reg(&mut e, &creator, false)?;
-        let hub = e.call(Some(ct), ClientCall::HubInfo)?;
-        let es = match hub.body {
-            mimi_engine::Body::Client(mimi_engine::ClientReply::HubInfo(h)) => h.external_sender.0,
-            _ => anyhow::bail!("no hub info"),
-        };
-        let mut setup = RoomSetup::named("bench");
-        setup.franking = false;
-        let created = creator.create_room(room, &es, &setup)?;
-        let r = e.call(
-            Some(ct),
-            ClientCall::CreateRoom {
-                room: room.into(),
-                group_info: created.group_info,
-                ratchet_tree: created.ratchet_tree,
-            },
-        )?;
-        anyhow::ensure!(r.status == 201, "create: {}", body_text(&r));
+        let ct = crate::bench_state::register(&mut e, &creator, 0)?;
         // The observer and n-2 more members, their KeyPackages claimed through the hub, added in
         // one commit.
         let mut observer = Member::new("a.example", "observer", "d");
-        let ot = reg(&mut e, &observer, true)?;
-        let mut members = vec![(observer.user().to_owned(), role::MEMBER)];
+        crate::bench_state::register(&mut e, &observer, 1)?;
+        let mut others = Vec::new();
         for i in 0..n.saturating_sub(2) {
             let m = Member::new("a.example", &format!("u{i}"), "d");
-            reg(&mut e, &m, true)?;
-            members.push((m.user().to_owned(), role::MEMBER));
+            crate::bench_state::register(&mut e, &m, 1)?;
+            others.push(m);
         }
-        let mut kps = Vec::new();
-        for (u, _) in &members {
-            let req = creator.key_material_request(u, room);
-            let r = e.call(
-                Some(ct),
-                ClientCall::Room {
-                    endpoint: Endpoint::KeyMaterial,
-                    target: u.clone(),
-                    body: req.into(),
-                },
-            )?;
-            anyhow::ensure!(r.status == 200, "key material: {}", body_text(&r));
-            kps.extend(creator.key_packages_from_response(&mimi_body(&r))?);
-        }
-        let bundle = creator.add_participants(room, &members, &kps)?;
-        let r = e.call(
-            Some(ct),
-            ClientCall::Room {
-                endpoint: Endpoint::Update,
-                target: room.into(),
-                body: bundle.into(),
-            },
-        )?;
-        accepted(&r, "add")?;
-        creator.commit_accepted(room)?;
+        let mut all: Vec<&Member> = vec![&observer];
+        all.extend(others.iter());
+        crate::bench_state::room_with(&mut e, &mut creator, ct, room, &all)?;
         let observer_id = "observer/d";
         let mut cursor = 0;
         let mut pull = |e: &mut Solo, obs: &mut Member| -> anyhow::Result<Duration> {
@@ -647,7 +581,6 @@ pub fn commit(rounds: usize) -> anyhow::Result<String> {
             }
             Ok(spent)
         };
-        let _ = ot;
         pull(&mut e, &mut observer)?;
         anyhow::ensure!(observer.epoch(room).is_some(), "the observer did not join");
         let (mut hub, mut member) = (Vec::new(), Vec::new());

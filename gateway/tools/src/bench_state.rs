@@ -70,7 +70,8 @@ fn token_of(user: &str) -> [u8; 32] {
     sha2::Sha256::digest(token).into()
 }
 
-fn register(e: &mut Solo, m: &Member, kps: usize) -> anyhow::Result<[u8; 32]> {
+/// Registers `m`'s device (open registration) and publishes `kps` KeyPackages; its token hash.
+pub(crate) fn register(e: &mut Solo, m: &Member, kps: usize) -> anyhow::Result<[u8; 32]> {
     let user = m.user().rsplit('/').next().unwrap_or_default().to_owned();
     let hash = token_of(&user);
     let r = e.call(
@@ -104,8 +105,9 @@ fn publish(e: &mut Solo, m: &Member, hash: [u8; 32], kps: usize) -> anyhow::Resu
     Ok(())
 }
 
-/// Creates `room` hosted by `e` with `creator` and adds `others` in one commit.
-fn room_with(
+/// Creates `room` hosted by `e` with `creator` (franking off) and adds `others` in one commit,
+/// their KeyPackages claimed through the hub.
+pub(crate) fn room_with(
     e: &mut Solo,
     creator: &mut Member,
     ct: [u8; 32],
