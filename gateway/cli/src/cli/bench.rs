@@ -1,5 +1,6 @@
-//! `mimi bench links|fanout|commit|all`: measurements with an in-run baseline, printed as
-//! Markdown tables (BENCHMARKS.md records them). Run a release build.
+//! `mimi bench links|fanout|commit|state|all`: measurements with an in-run baseline, printed as
+//! Markdown tables (BENCHMARKS.md records them) or, with `--json`, one JSON object per
+//! measurement. Run a release build.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,9 +11,10 @@ use mimi_tools::bench;
 /// Which measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Which {
-    /// Request round trips over HTTP/3 and HTTPS vs a bare quinn echo
+    /// Request round trips over HTTP/3 and HTTPS at 1/16/64 in flight vs a bare HTTP/3
+    /// request and a bare quinn echo
     Links,
-    /// Fan-out to 1, 4 and 16 followers vs the bare request
+    /// Fan-out to 1, 4 and 16 followers, closed and open loop, vs the same baselines
     Fanout,
     /// Hub commit acceptance vs a member's processing, 10/100/1000 members
     Commit,
@@ -31,9 +33,16 @@ pub(crate) struct BenchArgs {
     /// Seconds per load run (links)
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Messages per follower count (fanout)
+    /// Messages per closed-loop run (fanout; the open-loop run sends at least two seconds'
+    /// worth)
     #[arg(long, default_value_t = 1000)]
     messages: usize,
+    /// Follower counts (fanout)
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    followers: Vec<usize>,
+    /// One JSON object per measurement (links, fanout) instead of Markdown tables
+    #[arg(long)]
+    json: bool,
     /// Commits per group size (commit)
     #[arg(long, default_value_t = 30)]
     rounds: usize,
@@ -56,19 +65,22 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let all = a.which == Which::All;
+    let mut measured = Vec::new();
     if all || a.which == Which::Links {
-        println!("## links (1 KiB bodies, {} s per run)\n", a.seconds);
-        println!(
-            "{}",
-            rt.block_on(bench::links(
-                &dir.join("links"),
-                Duration::from_secs(a.seconds)
-            ))?
-        );
+        measured.extend(rt.block_on(bench::links(
+            &dir.join("links"),
+            Duration::from_secs(a.seconds),
+        ))?);
     }
     if all || a.which == Which::Fanout {
-        println!("## fanout ({} messages)\n", a.messages);
-        println!("{}", rt.block_on(bench::fanout(&dir, a.messages))?);
+        measured.extend(rt.block_on(bench::fanout(&dir, a.messages, &a.followers))?);
+    }
+    if a.json {
+        for m in &measured {
+            println!("{}", serde_json::to_string(m)?);
+        }
+    } else if !measured.is_empty() {
+        println!("{}", bench::markdown(&measured));
     }
     if all || a.which == Which::Commit {
         println!("## commit ({} commits per size)\n", a.rounds);
