@@ -18,7 +18,7 @@ ALLOWED = {
     "mimi-session": {"mimi-client", "mimi-content", "mimi-proto"},
     "mimi-bridges": {"mimi-adapters", "mimi-client", "mimi-session", "mimi-listen", "mimi-content", "mimi-proto", "mimi-mls-storage"},
     "mimi-gateway": {"mimi-engine", "mimi-bridges", "mimi-listen", "mimi-adapters", "mimi-content", "mimi-proto"},
-    "mimi-tools": {"mimi-gateway", "mimi-engine", "mimi-session", "mimi-client", "mimi-content", "mimi-proto"},
+    "mimi-tools": {"mimi-gateway", "mimi-bridges", "mimi-adapters", "mimi-engine", "mimi-session", "mimi-client", "mimi-content", "mimi-proto"},
     "mimi": {"mimi-gateway", "mimi-tools", "mimi-bridges", "mimi-adapters", "mimi-content", "mimi-proto"},
     "mimi-conformance": {"mimi-tools", "mimi-session", "mimi-client", "mimi-content", "mimi-proto"},
 }

@@ -35,7 +35,13 @@ fn num(m: &Value, key: &str) -> f64 {
 }
 
 fn check_common(m: &Value) {
-    for key in ["per_s", "bare_h3_per_s", "bare_echo_per_s", "p50_us", "p99_us"] {
+    for key in [
+        "per_s",
+        "bare_h3_per_s",
+        "bare_echo_per_s",
+        "p50_us",
+        "p99_us",
+    ] {
         assert!(num(m, key) > 0.0, "{key} in {m}");
     }
     assert!(num(m, "p99_us") >= num(m, "p50_us"), "{m}");
@@ -105,10 +111,7 @@ fn fanout_json_has_lockstep_closed_and_open_loop_runs() {
         ]
     );
     let open = &ms[4];
-    let saturation = ms[1..4]
-        .iter()
-        .map(|m| num(m, "per_s"))
-        .fold(0.0, f64::max);
+    let saturation = ms[1..4].iter().map(|m| num(m, "per_s")).fold(0.0, f64::max);
     assert!(
         (num(open, "rate") - saturation / 2.0).abs() < 1e-6,
         "the open-loop rate is half the saturation: {open}"

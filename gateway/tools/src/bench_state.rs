@@ -43,7 +43,7 @@ pub struct Growth {
 }
 
 impl Growth {
-    fn new(
+    pub(crate) fn new(
         bench: &str,
         unit: &str,
         (small, at_small): (u64, f64),

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_bridge;
 pub mod bench_state;
 pub mod client;
 pub mod demo;

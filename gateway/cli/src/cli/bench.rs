@@ -19,7 +19,8 @@ pub(crate) enum Which {
     /// Hub commit acceptance vs a member's processing, 10/100/1000 members
     Commit,
     /// State growth: a message's bytes and time with small and large history; disk, start-up
-    /// and memory with many rooms (JSON lines)
+    /// and memory with many rooms; a bridged reply's time and bytes with a small and a large
+    /// ID map (JSON lines)
     State,
     /// Everything
     All,
@@ -46,10 +47,10 @@ pub(crate) struct BenchArgs {
     /// Commits per group size (commit)
     #[arg(long, default_value_t = 30)]
     rounds: usize,
-    /// Messages of history: the small size (state)
+    /// Messages of history (and bridged messages in the ID map): the small size (state)
     #[arg(long, default_value_t = 1_000)]
     history_small: u64,
-    /// Messages of history: the large size (state)
+    /// Messages of history (and bridged messages in the ID map): the large size (state)
     #[arg(long, default_value_t = 100_000)]
     history_large: u64,
     /// Rooms of 5 members in the store for the start-up figures (state)
@@ -94,7 +95,13 @@ pub(crate) fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             a.history_small,
             a.history_large,
             a.rooms,
-        )? {
+        )?
+        .into_iter()
+        .chain(mimi_tools::bench_bridge::bridge(
+            &dir.join("bridge"),
+            a.history_small,
+            a.history_large,
+        )?) {
             println!("{}", serde_json::to_string(&g)?);
         }
     }
