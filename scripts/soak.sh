@@ -18,6 +18,12 @@ DOMAINS=(a.example b.example c.example d.example e.example)
 args=()
 for d in "${DOMAINS[@]}"; do args+=(--domain "$d"); done
 "$MIMI" init "${args[@]}" --out "$DIR" --base-port "$BASE" >/dev/null 2>&1
+# Every simulated client long-polls from this one address (about 600 per gateway with the
+# defaults): lift the per-address and total local connection caps (256 and 1024 by default,
+# sized for clients spread over many addresses).
+for d in "${DOMAINS[@]}"; do
+    printf '\n[limits]\nlocal_connections = 8192\nlocal_connections_per_address = 8192\n' >>"$DIR/$d/config.toml"
+done
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done

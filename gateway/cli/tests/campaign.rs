@@ -84,6 +84,14 @@ async fn ten_thousand_messages_through_sigkills_lose_nothing() {
     killer.await.unwrap();
     let kills = *kills.lock().unwrap();
     eprintln!("campaign: {report:?}, kills per gateway {kills:?}");
+    // The figures RELIABILITY.md records, kept where the run leaves them.
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("campaign-report.json"),
+        format!(
+            "{}\n",
+            serde_json::json!({"report": serde_json::to_value(&report).unwrap_or_default(), "kills_per_gateway": kills})
+        ),
+    );
     assert!(report.clean(), "{report:?}");
     assert_eq!(
         report.accepted, messages,
