@@ -246,9 +246,26 @@ pub struct TreeBuilder {
     stack: Vec<Element>,
 }
 
+/// A namespace name as declared (the raw attribute value): unescaped, and refused unless it
+/// can be a URI reference (no whitespace, control characters, `<`, `>`, `"`, `{` or `}`; the
+/// last two would also make `{ns}local` attribute keys ambiguous). Without the unescaping a
+/// declaration `xmlns='a&amp;b'` would name `a&amp;b` and not survive serialization.
+fn namespace(raw: &str) -> Result<String, XmlError> {
+    let ns = quick_xml::escape::unescape(raw).map_err(xe)?;
+    if let Some(c) = ns
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}'))
+    {
+        return Err(XmlError(format!(
+            "namespace name {ns:?} is not a URI reference (it contains {c:?})"
+        )));
+    }
+    Ok(ns.into_owned())
+}
+
 fn ns_of(r: &ResolveResult<'_>, fallback: &str) -> Result<String, XmlError> {
     match r {
-        ResolveResult::Bound(ns) => Ok(ns.into_inner().to_owned()),
+        ResolveResult::Bound(ns) => namespace(ns.into_inner()),
         ResolveResult::Unbound => Ok(fallback.to_owned()),
         ResolveResult::Unknown(p) => Err(XmlError(format!("undeclared namespace prefix {:?}", p))),
     }
@@ -314,7 +331,7 @@ impl TreeBuilder {
                 match r.resolve_attribute(a.key) {
                     (ResolveResult::Unbound, local) => local.into_inner().to_owned(),
                     (ResolveResult::Bound(ns), local) => {
-                        format!("{{{}}}{}", ns.into_inner(), local.into_inner())
+                        format!("{{{}}}{}", namespace(ns.into_inner())?, local.into_inner())
                     }
                     (ResolveResult::Unknown(p), _) => {
                         return Err(XmlError(format!("undeclared attribute prefix {:?}", p)));
@@ -491,6 +508,25 @@ impl<R: BufRead> StreamReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_names_are_unescaped_and_must_be_uri_references() {
+        // Found by fuzzing: a raw `<` or `&lt;` in a namespace did not survive a round trip.
+        let e = Element::parse("<a xmlns='urn:x?a&amp;b'/>", "jabber:client").unwrap();
+        assert_eq!(e.ns, "urn:x?a&b");
+        let back = Element::parse(&e.to_xml("jabber:client"), "jabber:client").unwrap();
+        assert_eq!(back, e);
+        for bad in [
+            "<a xmlns=' <?xml'/>",
+            "<a xmlns='x&lt;y'/>",
+            "<a xmlns='x&#13;y'/>",
+            "<a xmlns='x}y'/>",
+            "<a xmlns:p='a b' p:k='v'/>",
+        ] {
+            let err = Element::parse(bad, "jabber:client").unwrap_err();
+            assert!(err.0.contains("not a URI reference"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn parse_and_serialize() {
