@@ -165,9 +165,7 @@ impl Room {
         load.per_s = count as f64 / (last - start).as_secs_f64();
         Ok(Run { load, late })
     }
-}
 
-impl Room {
     /// One message at a time, each followed to every follower's user.
     async fn lockstep(&mut self, count: usize) -> anyhow::Result<Run> {
         let bodies = self.encrypt(count)?;
@@ -176,14 +174,7 @@ impl Room {
         for (key, body) in bodies {
             let keys = Arc::new(HashMap::from([(key, 0)]));
             let t = Instant::now();
-            submit(
-                &self.api,
-                vec![(key, body)],
-                Mode::Closed(1),
-                t,
-                &Arc::new(Mutex::new(vec![None])),
-            )
-            .await?;
+            submit_one(&self.api, body).await?;
             let waits = self
                 .readers
                 .iter()
@@ -210,6 +201,18 @@ impl Room {
     }
 }
 
+/// Submits one message; an answer other than 200 is an error.
+async fn submit_one(api: &ApiClient, body: Vec<u8>) -> anyhow::Result<()> {
+    let r = api.room("submit", ROOM, body).await?;
+    anyhow::ensure!(
+        r.status == 200,
+        "submit answered {}: {}",
+        r.status,
+        r.text()
+    );
+    Ok(())
+}
+
 /// Submits every body; returns how many open-loop submissions started late.
 async fn submit(
     api: &Arc<ApiClient>,
@@ -218,19 +221,9 @@ async fn submit(
     start: Instant,
     sent: &Arc<Mutex<Vec<Option<Instant>>>>,
 ) -> anyhow::Result<usize> {
-    let one = |api: Arc<ApiClient>, body: Vec<u8>| async move {
-        let r = api.room("submit", ROOM, body).await?;
-        anyhow::ensure!(
-            r.status == 200,
-            "submit answered {}: {}",
-            r.status,
-            r.text()
-        );
-        Ok(())
-    };
     match mode {
-        Mode::Lockstep | Mode::Closed(_) => {
-            let n = if let Mode::Closed(n) = mode { n } else { 1 };
+        Mode::Lockstep => anyhow::bail!("lockstep runs submit one message at a time"),
+        Mode::Closed(n) => {
             let queue = Arc::new(Mutex::new(
                 bodies.into_iter().enumerate().rev().collect::<Vec<_>>(),
             ));
@@ -246,7 +239,7 @@ async fn submit(
                             };
                             sent.lock().map_err(|e| anyhow::anyhow!("{e}"))?[i] =
                                 Some(Instant::now());
-                            one(Arc::clone(&api), body).await?;
+                            submit_one(&api, body).await?;
                         }
                     })
                 })
@@ -273,7 +266,7 @@ async fn submit(
                 };
                 let api = Arc::clone(api);
                 tasks.push(tokio::spawn(async move {
-                    let r = one(api, body).await;
+                    let r = submit_one(&api, body).await;
                     drop(permit);
                     r
                 }));
