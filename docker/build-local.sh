@@ -8,9 +8,11 @@ docker/base.sh
 PROFILE=${PROFILE:-release}
 if [[ $PROFILE == release ]]; then
     cargo build --release --locked -q -p mimi -p mimi-conformance
-else
+elif [[ -z ${MIMI_TESTS_BUILT:-} ]]; then
     cargo build --locked -q -p mimi -p mimi-conformance
 fi
+# (MIMI_TESTS_BUILT=1: scripts/test's nextest build has just written target/debug/mimi and
+# mimi-conformance; a plain `cargo build` would rebuild them with the non-test feature set.)
 CTX=$(mktemp -d)
 trap 'rm -rf "$CTX"' EXIT
 mkdir -p "$CTX/bin"

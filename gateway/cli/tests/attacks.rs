@@ -75,6 +75,17 @@ async fn device_takeover_and_foreign_rooms_are_refused_and_change_nothing() {
             .to_string()
             .contains("401")
     );
+    // 5. The gateway as an open proxy: a URL on a host that is no peer's asset host, and
+    // strings that are no asset URL, are the client's mistake (400), never fetched.
+    for url in [
+        "https://evil.example/assets/x",
+        "http://a.example/assets/x",
+        "file:///etc/passwd",
+        "not a url",
+    ] {
+        let e = bob.api.download(url).await.unwrap_err();
+        assert!(e.to_string().contains("400"), "{url}: {e}");
+    }
 }
 
 #[test]

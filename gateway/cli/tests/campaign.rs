@@ -44,7 +44,7 @@ async fn ten_thousand_messages_through_sigkills_lose_nothing() {
             ready.notified().await;
             let mut i = 0;
             while !done.load(std::sync::atomic::Ordering::Acquire) {
-                let pause = Duration::from_millis(2000 + rand::random::<u64>() % 2000);
+                let pause = Duration::from_millis(500 + rand::random::<u64>() % 1000);
                 tokio::time::sleep(pause).await;
                 if done.load(std::sync::atomic::Ordering::Acquire) {
                     break;

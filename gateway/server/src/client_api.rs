@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::auth::ProviderTokens;
 use crate::driver::EngineHandle;
-use crate::peers::PeerClient;
+use crate::peers::{PeerClient, PeerError};
 use crate::serving::stopping;
 use crate::store::assets::{AssetError, AssetStore};
 
@@ -682,6 +682,7 @@ impl ClientApi {
         {
             Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
             Err(FetchError::NotFound) => Err(text(404, "no such asset")),
+            Err(FetchError::Refused(why)) => Err(text(400, why)),
             Err(e) => Err(text(502, e.to_string())),
         }
     }
@@ -693,6 +694,7 @@ impl ClientApi {
         match fetch_asset(&self.assets, &self.peers, &self.asset_base, &url).await {
             Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
             Err(FetchError::NotFound) => Err(text(404, "no such asset")),
+            Err(FetchError::Refused(why)) => Err(text(400, why)),
             Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
         }
     }
@@ -744,7 +746,14 @@ pub async fn fetch_asset(
     let r = peers
         .fetch(host, url, assets.max_bytes as usize)
         .await
-        .map_err(|e| FetchError::Transfer(e.to_string()))?;
+        .map_err(|e| match e {
+            // The caller named a URL this gateway does not fetch: its mistake, not a
+            // failed transfer.
+            PeerError::NotAssetHost(_) | PeerError::NotHttps(_) => {
+                FetchError::Refused(e.to_string())
+            }
+            e => FetchError::Transfer(e.to_string()),
+        })?;
     if r.status == 200 {
         Ok(r.body.to_vec())
     } else if r.status == 404 {

@@ -291,6 +291,7 @@ impl Gateway {
                         Err(FetchError::NotFound) => {
                             Response::refused(Refusal::NotFound("no such asset".into()))
                         }
+                        Err(FetchError::Refused(why)) => Response::refused(Refusal::Invalid(why)),
                         Err(e) => Response::refused(Refusal::PeerUnreachable {
                             peer,
                             reason: e.to_string(),

@@ -39,7 +39,8 @@ pub struct LoadOptions {
     /// How long to keep waiting for deliveries after the last send, and for a gateway to come
     /// back.
     pub patience: Duration,
-    /// Requests in flight at most (rate 0).
+    /// Submissions in flight at most, whatever the rate (a due message waits for a slot; a
+    /// message waiting for its sender's previous one does not hold one).
     pub in_flight: usize,
     /// Distinguishes this run's users and rooms.
     pub run: u32,
@@ -118,6 +119,13 @@ struct User {
     sending: Mutex<()>,
 }
 
+/// The longest wait between two tries of a request (a gateway being restarted is usually
+/// back within a second; waiting longer only idles the load).
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Messages that may wait for their sender's previous one, per request in flight.
+const QUEUED_PER_IN_FLIGHT: usize = 64;
+
 /// A delivery seen: (room, receiver) → message order.
 type Seen = Arc<std::sync::Mutex<HashMap<(String, String), Vec<String>>>>;
 
@@ -133,7 +141,7 @@ where
             Ok(Some(v)) => return Ok(v),
             Ok(None) | Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(None) => bail!("{what}: no answer within {patience:?}"),
             Err(e) => return Err(e.context(what.to_owned())),
@@ -293,7 +301,13 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         ..LoadReport::default()
     };
     let accepted: Arc<std::sync::Mutex<Vec<(String, String, String)>>> = Arc::default();
+    // Two bounds: `gate` counts requests in flight; `queued` counts messages waiting behind
+    // their sender's previous one (each sender submits in order). A sender whose hub is down
+    // holds only its own queue, never the in-flight permits other rooms need.
     let gate = Arc::new(tokio::sync::Semaphore::new(o.in_flight.max(1)));
+    let queued = Arc::new(tokio::sync::Semaphore::new(
+        o.in_flight.max(1).saturating_mul(QUEUED_PER_IN_FLIGHT),
+    ));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..o.messages {
@@ -303,7 +317,8 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         }
         let (room, members) = &rooms[i % rooms.len()];
         let sender = Arc::clone(&members[(i / rooms.len()) % members.len()]);
-        let permit = Arc::clone(&gate).acquire_owned().await?;
+        let place = Arc::clone(&queued).acquire_owned().await?;
+        let gate = Arc::clone(&gate);
         let (room, sent_at, accepted, patience) = (
             room.clone(),
             Arc::clone(&sent_at),
@@ -313,8 +328,11 @@ pub async fn run(o: &LoadOptions) -> anyhow::Result<LoadReport> {
         let text = format!("load {} #{i}", o.run);
         report.sent += 1;
         tasks.push(tokio::spawn(async move {
-            let _permit = permit;
+            let _place = place;
             let _in_order = sender.sending.lock().await;
+            let Ok(_permit) = gate.acquire_owned().await else {
+                return;
+            };
             let (body, id, user, api) = {
                 let mut s = sender.session.lock().await;
                 let Ok((body, msg)) = s

@@ -34,7 +34,7 @@ pub(crate) struct LoadArgs {
     /// Seconds to wait for a gateway to come back and for the last deliveries
     #[arg(long, default_value_t = 120)]
     patience: u64,
-    /// Requests in flight at most (rate 0)
+    /// Submissions in flight at most, whatever the rate
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
     /// A token that may register users when registration is closed (the gateways' admin
