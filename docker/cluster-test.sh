@@ -10,20 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-
-if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine reachable: skipping the cluster container test"
-    exit 0
-fi
-if docker compose version >/dev/null 2>&1; then
-    COMPOSE=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    COMPOSE=(docker-compose)
-else
-    log "Docker Compose is not installed: skipping the cluster container test"
-    exit 0
-fi
+LOG_PREFIX=cluster WHAT="the cluster container test"
+# shellcheck source=docker/lib.sh
+source docker/lib.sh
 
 export MIMI_IMAGE=${MIMI_IMAGE:-mimi:local}
 export MIMI_PG_IMAGE=${MIMI_PG_IMAGE:-mimi-postgres:local}

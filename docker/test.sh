@@ -8,20 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '[docker] %s\n' "$*" >&2; }
-
-if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine reachable: skipping the container tests"
-    exit 0
-fi
-if docker compose version >/dev/null 2>&1; then
-    COMPOSE=(docker compose)
-elif command -v docker-compose >/dev/null; then
-    COMPOSE=(docker-compose)
-else
-    log "Docker Compose is not installed: skipping the container tests"
-    exit 0
-fi
+LOG_PREFIX=docker WHAT="the container tests"
+# shellcheck source=docker/lib.sh
+source docker/lib.sh
 
 export MIMI_IMAGE=${MIMI_IMAGE:-mimi:local}
 PROJECT=mimi-test-$$
