@@ -31,7 +31,12 @@ start() {
     if as_pg "$(bin)/pg_ctl -D '$PGDIR/data' status >/dev/null 2>&1"; then
         log "already running"
     else
-        as_pg "$(bin)/pg_ctl -D '$PGDIR/data' -l '$PGDIR/log' -w -o \"-p $PORT -c listen_addresses=127.0.0.1 -k '$PGDIR' -c max_connections=200 -c fsync=on\" start >/dev/null"
+        if ! as_pg "$(bin)/pg_ctl -D '$PGDIR/data' -l '$PGDIR/log' -w -o \"-p $PORT -c listen_addresses=127.0.0.1 -k '$PGDIR' -c max_connections=200 -c fsync=on\" start >/dev/null"; then
+            # Say why (most often another server on the port: set MIMI_PG_PORT).
+            log "postgresql did not start on 127.0.0.1:$PORT; its log ends with:"
+            tail -5 "$PGDIR/log" >&2 || true
+            exit 1
+        fi
         log "postgresql ready on 127.0.0.1:$PORT"
     fi
 }
