@@ -8,11 +8,9 @@ docker/base.sh
 PROFILE=${PROFILE:-release}
 if [[ $PROFILE == release ]]; then
     cargo build --release --locked -q -p mimi -p mimi-conformance
-elif [[ -z ${MIMI_TESTS_BUILT:-} ]]; then
-    cargo build --locked -q -p mimi -p mimi-conformance
+else
+    scripts/debug-bins.sh
 fi
-# (MIMI_TESTS_BUILT=1: scripts/test's nextest build has just written target/debug/mimi and
-# mimi-conformance; a plain `cargo build` would rebuild them with the non-test feature set.)
 CTX=$(mktemp -d)
 trap 'rm -rf "$CTX"' EXIT
 mkdir -p "$CTX/bin"

@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Under scripts/test (MIMI_TESTS_BUILT=1) the test build has just written both binaries; a
-# plain `cargo build` would rebuild them with the non-test feature set for nothing.
-[[ -n ${MIMI_TESTS_BUILT:-} ]] || cargo build --locked -q -p mimi -p mimi-conformance
+scripts/debug-bins.sh
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug
 MIMI=$BIN/mimi
 SUITE_BIN=$BIN/mimi-conformance
