@@ -672,31 +672,31 @@ impl ClientApi {
         id: &str,
     ) -> Result<Response<Body>, Response<Body>> {
         self.client(parts)?;
-        match fetch_asset(
-            &self.assets,
-            &self.peers,
-            &self.asset_base,
-            &format!("{}/{id}", self.asset_base),
-        )
-        .await
-        {
-            Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
-            Err(FetchError::NotFound) => Err(text(404, "no such asset")),
-            Err(FetchError::Refused(why)) => Err(text(400, why)),
-            Err(e) => Err(text(502, e.to_string())),
-        }
+        let url = format!("{}/{id}", self.asset_base);
+        let r = fetch_asset(&self.assets, &self.peers, &self.asset_base, &url).await;
+        download_reply(r, &url)
     }
 
     async fn fetch(&self, parts: &http::request::Parts) -> Result<Response<Body>, Response<Body>> {
         self.client(parts)?;
         let url = query(parts, "url")
             .ok_or_else(|| text(400, "GET /download needs ?url=<percent-encoded asset URL>"))?;
-        match fetch_asset(&self.assets, &self.peers, &self.asset_base, &url).await {
-            Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
-            Err(FetchError::NotFound) => Err(text(404, "no such asset")),
-            Err(FetchError::Refused(why)) => Err(text(400, why)),
-            Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
-        }
+        let r = fetch_asset(&self.assets, &self.peers, &self.asset_base, &url).await;
+        download_reply(r, &url)
+    }
+}
+
+/// A client's download: the bytes; 404 for no such asset; 400 for a URL this gateway does
+/// not fetch (the client's mistake); 502 when the transfer failed.
+fn download_reply(
+    r: Result<Vec<u8>, FetchError>,
+    url: &str,
+) -> Result<Response<Body>, Response<Body>> {
+    match r {
+        Ok(b) => Ok(reply(200, "application/octet-stream", Bytes::from(b), None)),
+        Err(FetchError::NotFound) => Err(text(404, "no such asset")),
+        Err(FetchError::Refused(why)) => Err(text(400, why)),
+        Err(e) => Err(text(502, format!("cannot download {url}: {e}"))),
     }
 }
 
