@@ -123,7 +123,8 @@ struct User {
 /// back within a second; waiting longer only idles the load).
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Messages that may wait for their sender's previous one, per request in flight.
+/// Messages that may wait for their sender's previous one, per request in flight; past it
+/// the sending loop waits (and open-loop messages go out late) until one leaves.
 const QUEUED_PER_IN_FLIGHT: usize = 64;
 
 /// A delivery seen: (room, receiver) → message order.

@@ -34,7 +34,9 @@ pub(crate) struct LoadArgs {
     /// Seconds to wait for a gateway to come back and for the last deliveries
     #[arg(long, default_value_t = 120)]
     patience: u64,
-    /// Submissions in flight at most, whatever the rate
+    /// Submissions in flight at most, whatever the rate. Messages waiting behind their
+    /// sender's previous one hold no slot; at most 64 of them per slot wait, and past that
+    /// sending pauses until one goes out
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
     /// A token that may register users when registration is closed (the gateways' admin
