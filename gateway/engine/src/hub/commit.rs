@@ -5,6 +5,7 @@
 //! and fans out the commit, then the Welcome to the providers of the new members.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use mimi_proto::client_api::DeliveryKind;
 use mimi_proto::codec::{Bytes, Wire};
@@ -14,7 +15,7 @@ use mimi_proto::messages::{
     FanoutExtra, FanoutMessage, GroupInfoOption, RatchetTreeOption, UpdateOutcome,
 };
 use mimi_proto::mls::{GroupInfo, MlsMessage, MlsMessageBody, RatchetTree, Welcome};
-use mimi_proto::uri::{Domain, RoomUri, UserUri};
+use mimi_proto::uri::{ClientUri, Domain, RoomUri, UserUri};
 use openmls::component::ComponentData;
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
@@ -33,6 +34,11 @@ use crate::{Engine, Refusal, RequestId};
 struct Staged {
     staged: StagedCommit,
     actor: UserUri,
+    /// The committer's client (its leaf signs the GroupInfo).
+    client: ClientUri,
+    /// The committer's leaf, for a member's commit (an external joiner's is known after the
+    /// merge).
+    sender_leaf: Option<u32>,
     external: bool,
     transitions: Vec<RoleTransition>,
     touched: BTreeSet<u16>,
@@ -110,7 +116,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
         let checked = self
             .stage_commit(caller, room, commit)
             .and_then(|s| self.authorize_commit(room, s));
-        let (staged, change, followers) = match checked {
+        let (staged, followers) = match checked {
             Ok(x) => x,
             Err(Rejected::Policy(why)) => return self.refuse_hub(id, Endpoint::Update, &why),
             Err(Rejected::Outcome(o, why)) => {
@@ -131,7 +137,6 @@ impl<C: OpenMlsCrypto> Engine<C> {
             room,
             commit,
             staged,
-            &change,
             followers,
             welcome,
             &group_info_option,
@@ -171,6 +176,10 @@ impl<C: OpenMlsCrypto> Engine<C> {
             Err(e) => return Err(Rejected::Policy(format!("the commit is invalid: {e}"))),
         };
         let external = matches!(processed.sender(), Sender::NewMemberCommit);
+        let sender_leaf = match processed.sender() {
+            Sender::Member(leaf) => Some(leaf.u32()),
+            _ => None,
+        };
         let client = client_of(processed.credential()).ok_or_else(|| {
             Rejected::Policy("the committer's credential is not a MIMI client URI".into())
         })?;
@@ -228,18 +237,20 @@ impl<C: OpenMlsCrypto> Engine<C> {
         Ok(Staged {
             staged,
             actor,
+            client,
+            sender_leaf,
             external,
             transitions,
             touched,
         })
     }
 
-    /// The KeyPackage checks and the room policy; returns the change and who to fan out to.
+    /// The KeyPackage checks and the room policy; returns who to fan out to.
     fn authorize_commit(
         &self,
         room: &RoomUri,
         s: Staged,
-    ) -> Result<(Staged, Change, BTreeSet<Domain>), Rejected> {
+    ) -> Result<(Staged, BTreeSet<Domain>), Rejected> {
         let r = self
             .hub
             .rooms
@@ -279,7 +290,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
             .effective_policy()
             .map_err(|e| Rejected::Policy(e.to_string()))?;
         let committed_before = r.policy().unwrap_or_else(|_| before.clone());
-        let after = {
+        let same_components = s.staged.group_context().extensions().app_data_dictionary()
+            == r.group.group_context().extensions().app_data_dictionary();
+        let after = if same_components {
+            // No component changes: the policy after is the one in effect now (with the
+            // pending participant-list proposals, which the commit includes by reference).
+            Arc::clone(&before)
+        } else {
             let mut a = policy::read_policy(|cid| {
                 s.staged
                     .group_context()
@@ -288,15 +305,15 @@ impl<C: OpenMlsCrypto> Engine<C> {
                     .and_then(|d| d.dictionary().get(&cid))
                     .map(<[u8]>::to_vec)
             })
-            .unwrap_or_else(|_| before.clone());
+            .unwrap_or_else(|_| (*before).clone());
             // Participant-list changes accepted as proposals are in effect even when the
             // commit includes them by reference only.
             if a.participants == committed_before.participants
                 && before.participants != committed_before.participants
             {
-                a.participants = before.participants;
+                a.participants = before.participants.clone();
             }
-            a
+            Arc::new(a)
         };
         let change = Change {
             actor: s.actor.to_string(),
@@ -325,7 +342,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
                 followers.insert(d);
             }
         }
-        Ok((s, change, followers))
+        Ok((s, followers))
     }
 
     /// An added KeyPackage must have come through this hub's `/keyMaterial` for this room from
@@ -366,7 +383,6 @@ impl<C: OpenMlsCrypto> Engine<C> {
         room: &RoomUri,
         commit: &MlsMessage,
         s: Staged,
-        change: &Change,
         followers: BTreeSet<Domain>,
         welcome: Option<Welcome>,
         group_info_option: &GroupInfoOption,
@@ -378,11 +394,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
         let Some(r) = self.hub.rooms.get_mut(room) else {
             return;
         };
-        let committer_leaf = r
-            .member_users()
-            .iter()
-            .find(|(_, u)| u.as_ref().map(ToString::to_string).as_deref() == Some(&change.actor))
-            .map(|(i, _)| i.u32());
+        let (sender_leaf, committer) = (s.sender_leaf, s.client.clone());
         let added: Vec<Vec<u8>> = s
             .staged
             .add_proposals()
@@ -398,6 +410,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
             return self.internal_error(id, format!("merging an accepted commit: {e:?}"));
         }
         let new_epoch = r.epoch();
+        // An external joiner's leaf exists only now.
+        let committer_leaf = sender_leaf.or_else(|| {
+            r.group
+                .members()
+                .find(|m| client_of(&m.credential).as_ref() == Some(&committer))
+                .map(|m| m.index.u32())
+        });
         r.row.group_info = stored_group_info(
             &self.crypto,
             r,
@@ -411,12 +430,13 @@ impl<C: OpenMlsCrypto> Engine<C> {
         r.row
             .followers
             .extend(followers.iter().map(ToString::to_string));
-        let tree_option = match ratchet_tree_option {
+        // The tree travels with a Welcome only.
+        let tree_option = welcome.as_ref().map(|_| match ratchet_tree_option {
             RatchetTreeOption::DistributionService => RatchetTreeOption::Full {
                 ratchet_tree: export_tree(&r.group),
             },
             other => other,
-        };
+        });
         let rk = room.as_str().as_bytes().to_vec();
         for n in 0..pending.len() as u64 {
             self.writes
@@ -439,7 +459,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             DeliveryKind::Commit,
             true,
         );
-        if let Some(w) = welcome {
+        if let (Some(w), Some(tree_option)) = (welcome, tree_option) {
             self.route_welcome(room, w, tree_option, now, &added);
         }
         self.sweep_kp_routes(room, &added);

@@ -104,6 +104,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             pending: Vec::new(),
             followers_now: BTreeSet::new(),
             submit_next: 0,
+            derived: std::cell::RefCell::new(None),
         };
         let policy = match r.policy() {
             Ok(p) => p,

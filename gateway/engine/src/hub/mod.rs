@@ -32,7 +32,7 @@ use mimi_proto::messages::{
 };
 use mimi_proto::mls::ExternalSender;
 use mimi_proto::uri::{ClientUri, Domain, RoomUri, UserUri};
-use openmls::prelude::{BasicCredential, Credential, GroupId, LeafNodeIndex, PublicGroup};
+use openmls::prelude::{Credential, CredentialType, GroupId, LeafNodeIndex, PublicGroup};
 use openmls_traits::crypto::OpenMlsCrypto;
 
 use crate::cache::Lru;
@@ -88,6 +88,28 @@ pub(crate) struct HubRoom {
     pub(crate) followers_now: BTreeSet<Domain>,
     /// The arrival number of the next accepted submission ([`Table::SubmitOrder`]).
     pub(crate) submit_next: u64,
+    /// What requests read of the group and the pending proposals, computed once per state.
+    pub(crate) derived: std::cell::RefCell<Option<Derived>>,
+}
+
+/// The policies and members of a room, decoded once per (epoch, pending proposals) rather
+/// than once per request: an application message in a room of n members then costs O(log n)
+/// lookups instead of decoding the participant list and every member's credential.
+///
+/// The key is sound because the group context changes only with a commit (the epoch moves)
+/// and proposals are only appended within an epoch (a commit takes them all).
+#[derive(Debug)]
+pub(crate) struct Derived {
+    key: (u64, usize),
+    committed: Result<Arc<RoomPolicy>, PolicyRefusal>,
+    effective: Result<Arc<RoomPolicy>, PolicyRefusal>,
+    /// (leaf index, user) of every member.
+    leaves: Arc<[(LeafNodeIndex, Option<UserUri>)]>,
+    /// Positions in the effective participant list, sorted by user (the first entry of a
+    /// user first): binary search instead of a scan per lookup.
+    by_user: Vec<u32>,
+    /// Positions in `leaves` of members with a user, sorted by user.
+    members: Vec<u32>,
 }
 
 impl std::fmt::Debug for HubRoom {
@@ -99,10 +121,32 @@ impl std::fmt::Debug for HubRoom {
     }
 }
 
+/// Positions of `items` that have a key, sorted by key (stable: equal keys keep their order).
+fn sorted_positions<T>(items: &[T], key: impl Fn(&T) -> Option<&str>) -> Vec<u32> {
+    let mut out: Vec<u32> = (0..items.len())
+        .filter(|&i| key(&items[i]).is_some())
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    out.sort_by(|&a, &b| key(&items[a as usize]).cmp(&key(&items[b as usize])));
+    out
+}
+
+/// The first position in `sorted` whose key is `want`.
+fn find_sorted<'a>(sorted: &[u32], want: &str, key: impl Fn(usize) -> &'a str) -> Option<usize> {
+    let at = sorted.partition_point(|&i| key(i as usize) < want);
+    sorted
+        .get(at)
+        .map(|&i| i as usize)
+        .filter(|&i| key(i) == want)
+}
+
 /// The client (D27) of an MLS credential.
 pub(crate) fn client_of(c: &Credential) -> Option<ClientUri> {
-    let b = BasicCredential::try_from(c.clone()).ok()?;
-    ClientUri::from_credential_identity(b.identity()).ok()
+    // A basic credential's content is its identity (as `BasicCredential::try_from`, without
+    // copying the credential).
+    (c.credential_type() == CredentialType::Basic)
+        .then(|| ClientUri::from_credential_identity(c.serialized_content()).ok())
+        .flatten()
 }
 
 /// The user (D27) of an MLS credential.
@@ -120,14 +164,76 @@ impl HubRoom {
             .map(<[u8]>::to_vec)
     }
 
+    /// Runs `f` on the room's derived state, computing it first if the group or the pending
+    /// proposals changed since.
+    fn derived<R>(&self, f: impl FnOnce(&Derived) -> R) -> R {
+        let key = (self.epoch(), self.pending.len());
+        let mut d = self.derived.borrow_mut();
+        if d.as_ref().is_none_or(|d| d.key != key) {
+            let committed = policy::read_policy(|id| self.dict_get(id)).map(Arc::new);
+            let effective = committed.clone().and_then(|c| {
+                if self.pending.iter().any(|r| r.list_update.is_some()) {
+                    self.apply_pending((*c).clone()).map(Arc::new)
+                } else {
+                    Ok(c) // the same policy, shared
+                }
+            });
+            let leaves: Arc<[_]> = self
+                .group
+                .treesync()
+                .full_leaves()
+                .map(|(i, leaf)| (i, user_of(leaf.credential())))
+                .collect();
+            let by_user = effective.as_ref().map_or_else(
+                |_| Vec::new(),
+                |p| sorted_positions(&p.participants.participants, |x| Some(x.user.as_str())),
+            );
+            let members = sorted_positions(&leaves, |(_, u)| u.as_ref().map(UserUri::as_str));
+            *d = Some(Derived {
+                key,
+                committed,
+                effective,
+                leaves,
+                by_user,
+                members,
+            });
+        }
+        f(d.as_ref().expect("computed above"))
+    }
+
     /// The committed policy.
-    pub(crate) fn policy(&self) -> Result<RoomPolicy, PolicyRefusal> {
-        policy::read_policy(|id| self.dict_get(id))
+    pub(crate) fn policy(&self) -> Result<Arc<RoomPolicy>, PolicyRefusal> {
+        self.derived(|d| d.committed.clone())
     }
 
     /// The policy with accepted-but-uncommitted participant-list proposals applied.
-    pub(crate) fn effective_policy(&self) -> Result<RoomPolicy, PolicyRefusal> {
-        let mut p = self.policy()?;
+    pub(crate) fn effective_policy(&self) -> Result<Arc<RoomPolicy>, PolicyRefusal> {
+        self.derived(|d| d.effective.clone())
+    }
+
+    /// Whether `user` has a client in the group and may send messages under the effective
+    /// policy (a participant, not banned, with canSendMessage).
+    pub(crate) fn may_send(&self, user: &UserUri) -> bool {
+        self.derived(|d| {
+            let Ok(p) = &d.effective else {
+                return false;
+            };
+            let list = &p.participants.participants;
+            let role = find_sorted(&d.by_user, user.as_str(), |i| list[i].user.as_str())
+                .map_or(0, |i| list[i].role_index);
+            let member = find_sorted(&d.members, user.as_str(), |i| {
+                d.leaves[i].1.as_ref().map_or("", UserUri::as_str)
+            })
+            .is_some();
+            member
+                && !policy::is_banned_role(&p.roles, role)
+                && p.roles
+                    .role(role)
+                    .is_some_and(|r| r.can(mimi_proto::components::capability::CAN_SEND_MESSAGE))
+        })
+    }
+
+    fn apply_pending(&self, mut p: RoomPolicy) -> Result<RoomPolicy, PolicyRefusal> {
         let updates: Vec<ParticipantListUpdate> = self
             .pending
             .iter()
@@ -145,34 +251,29 @@ impl HubRoom {
 
     /// (leaf index, user) of every member; members whose credential is not a client URI map
     /// to no user (they cannot exist: every add is checked).
-    pub(crate) fn member_users(&self) -> Vec<(LeafNodeIndex, Option<UserUri>)> {
-        self.group
-            .members()
-            .map(|m| (m.index, user_of(&m.credential)))
-            .collect()
-    }
-
-    pub(crate) fn is_member(&self, user: &UserUri) -> bool {
-        self.group
-            .members()
-            .any(|m| user_of(&m.credential).as_ref() == Some(user))
+    pub(crate) fn member_users(&self) -> Arc<[(LeafNodeIndex, Option<UserUri>)]> {
+        self.derived(|d| Arc::clone(&d.leaves))
     }
 
     /// Providers to fan out to: domains of members and participants, excluding `ours`.
     pub(crate) fn compute_followers(&self, ours: &Domain) -> BTreeSet<Domain> {
-        let mut out: BTreeSet<Domain> = self
-            .member_users()
-            .into_iter()
-            .filter_map(|(_, u)| u.map(|u| u.domain().clone()))
-            .collect();
-        if let Ok(p) = self.policy() {
-            out.extend(
-                p.participants
-                    .participants
-                    .iter()
-                    .filter_map(|x| mimi_proto::uri::domain_of(x.user.as_str())),
-            );
-        }
+        let mut out: BTreeSet<Domain> = self.derived(|d| {
+            let domains: BTreeSet<&Domain> = d
+                .leaves
+                .iter()
+                .filter_map(|(_, u)| u.as_ref().map(UserUri::domain))
+                .collect();
+            let mut out: BTreeSet<Domain> = domains.into_iter().cloned().collect();
+            if let Ok(p) = &d.committed {
+                out.extend(
+                    p.participants
+                        .participants
+                        .iter()
+                        .filter_map(|x| mimi_proto::uri::domain_of(x.user.as_str())),
+                );
+            }
+            out
+        });
         out.remove(ours);
         out
     }
@@ -303,6 +404,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
                 .last(Table::SubmitOrder, &prefix)?
                 .and_then(|(k, _)| keys::seq_of(&k))
                 .map_or(0, |n| n + 1),
+            derived: std::cell::RefCell::new(None),
         };
         r.followers_now = r.compute_followers(&self.cfg.domain);
         Ok(Some(r))
@@ -497,6 +599,7 @@ pub fn room_info(
         pending: Vec::new(),
         followers_now: BTreeSet::new(),
         submit_next: 0,
+        derived: std::cell::RefCell::new(None),
     };
     Ok(Some(RoomInfo {
         room: room.clone(),

@@ -173,10 +173,10 @@ impl<C: OpenMlsCrypto> Engine<C> {
             .map_err(|e| Rejected::Policy(e.to_string()))?;
         let members: BTreeMap<u32, Option<UserUri>> = r
             .member_users()
-            .into_iter()
-            .map(|(i, u)| (i.u32(), u))
+            .iter()
+            .map(|(i, u)| (i.u32(), u.clone()))
             .collect();
-        let mut policy = before.clone();
+        let mut policy = (*before).clone();
         let mut out = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let pm = m

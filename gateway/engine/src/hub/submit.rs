@@ -50,14 +50,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             return self.refuse_hub(id, Endpoint::SubmitMessage, "message for another group");
         }
         // Authorization before anything that reveals room state (such as its epoch).
-        let allowed = r.effective_policy().is_ok_and(|policy| {
-            !policy.is_banned(sender.as_str())
-                && policy.can(
-                    sender.as_str(),
-                    mimi_proto::components::capability::CAN_SEND_MESSAGE,
-                )
-        }) && r.is_member(&sender);
-        if !allowed {
+        if !r.may_send(&sender) {
             return self.refuse_hub(
                 id,
                 Endpoint::SubmitMessage,

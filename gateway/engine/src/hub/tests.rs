@@ -182,3 +182,33 @@ fn a_retried_submission_is_answered_again_and_fanned_out_once() {
     assert_eq!(h.store.table(crate::store::Table::SubmitSeen).len(), 3);
     assert_eq!(h.store.table(crate::store::Table::SubmitOrder).len(), 3);
 }
+
+#[test]
+fn sorted_lookup_finds_the_first_entry_of_a_key_and_nothing_else() {
+    use super::{find_sorted, sorted_positions};
+    let items = [
+        Some("carol"),
+        None,
+        Some("alice"),
+        Some("bob"),
+        Some("alice"),
+    ];
+    let sorted = sorted_positions(&items, |x| *x);
+    assert_eq!(
+        sorted,
+        [2, 4, 3, 0],
+        "keyless items left out, equal keys in order"
+    );
+    let key = |i: usize| items[i].unwrap_or("");
+    assert_eq!(
+        find_sorted(&sorted, "alice", key),
+        Some(2),
+        "the first alice wins"
+    );
+    assert_eq!(find_sorted(&sorted, "bob", key), Some(3));
+    assert_eq!(find_sorted(&sorted, "carol", key), Some(0));
+    for absent in ["", "al", "alicf", "zed"] {
+        assert_eq!(find_sorted(&sorted, absent, key), None, "{absent}");
+    }
+    assert_eq!(find_sorted(&[], "alice", key), None);
+}

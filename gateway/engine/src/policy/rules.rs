@@ -290,12 +290,21 @@ pub(super) fn removes(before: &RoomPolicy, c: &Change) -> R {
 
 /// After the change, every client belongs to a participant who is not banned.
 pub(super) fn membership_consistency(after: &RoomPolicy, c: &Change) -> R {
+    // One index of the list, not one scan of it per member.
+    let roles: BTreeMap<&str, u32> = after
+        .participants
+        .participants
+        .iter()
+        .rev() // the first entry of a user wins, as in role_of
+        .map(|p| (p.user.as_str(), p.role_index))
+        .collect();
     let users: BTreeSet<&str> = c.members_after.iter().map(String::as_str).collect();
     for u in users {
-        if after.role_of(u) == 0 {
+        let role = roles.get(u).copied().unwrap_or(0);
+        if role == 0 {
             return Err(PolicyRefusal::StrayClients(u.to_owned()));
         }
-        if after.is_banned(u) {
+        if is_banned_role(&after.roles, role) {
             return Err(PolicyRefusal::BannedWithClients(u.to_owned()));
         }
     }
@@ -347,8 +356,10 @@ pub(super) fn role_constraints(before: &RoomPolicy, after: &RoomPolicy, c: &Chan
             .filter(|x| x.role_index == r)
             .count()
     };
-    let active = |p: &RoomPolicy, members: &[String], r: u32| {
-        let users: BTreeSet<&str> = members.iter().map(String::as_str).collect();
+    // Users with clients, before and after: built once, not once per role.
+    let users_before: BTreeSet<&str> = c.members_before.iter().map(String::as_str).collect();
+    let users_after: BTreeSet<&str> = c.members_after.iter().map(String::as_str).collect();
+    let active = |p: &RoomPolicy, users: &BTreeSet<&str>, r: u32| {
         p.participants
             .participants
             .iter()
@@ -365,8 +376,8 @@ pub(super) fn role_constraints(before: &RoomPolicy, after: &RoomPolicy, c: &Chan
         };
         let (n0, n1) = (count(before, r), count(after, r));
         let (a0, a1) = (
-            active(before, &c.members_before, r),
-            active(after, &c.members_after, r),
+            active(before, &users_before, r),
+            active(after, &users_after, r),
         );
         let min = role.minimum_participants_constraint;
         if n1 < n0 && n1 < min as usize {
