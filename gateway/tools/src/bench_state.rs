@@ -3,7 +3,8 @@
 //!
 //! - **History:** an application message's storage bytes and time with `small` and with
 //!   `large` messages of history in its room (redb on disk, the engine and the store the
-//!   gateway runs); the ratio is the cost of history (1.0: none).
+//!   gateway runs); the ratio is the cost of history (1.0: none). Also with one device
+//!   offline the whole time (`*_offline_device`): its queue holds the history, up to its cap.
 //! - **Rooms:** a store holding `rooms` rooms of 5 members: disk per room (against a store of
 //!   a tenth as many rooms), and the start-up time and resident memory of `mimi run` on it
 //!   against the same on an empty store.
@@ -166,9 +167,12 @@ fn redb(path: &Path) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Bytes and time of `window` application messages after `history` messages in one room of
-/// two local members (the receiver acknowledges as it goes, as clients do).
-fn per_message(dir: &Path, history: u64, window: u64) -> anyhow::Result<(f64, f64)> {
-    let store = redb(&dir.join(format!("history-{history}.redb")))?;
+/// two local members. Both devices acknowledge what they receive as they go, as clients do
+/// (the sender's device too: the hub echoes a message to every device of the room). With
+/// `backlog`, the sender's device never acknowledges, as an offline device: its queue then
+/// holds the whole history (up to the queue's cap), which is pending state, not history.
+fn per_message(dir: &Path, history: u64, window: u64, backlog: bool) -> anyhow::Result<(f64, f64)> {
+    let store = redb(&dir.join(format!("history-{history}-{backlog}.redb")))?;
     let mut e = Solo::with_store("a.example", store)?;
     let mut alice = Member::new("a.example", "alice", "d");
     let bob = Member::new("a.example", "bob", "d");
@@ -190,12 +194,17 @@ fn per_message(dir: &Path, history: u64, window: u64) -> anyhow::Result<(f64, f6
         )?;
         anyhow::ensure!(r.status == 200, "submit: {}", body_text(&r));
         if i % 100 == 99 {
-            // Bob's client acknowledges what it received.
+            // The clients acknowledge what they received.
             let mut ack = WriteBatch::default();
-            ack.push(Write::Ack {
-                client: "bob/d".into(),
-                upto: u64::MAX,
-            });
+            for client in ["bob/d", "alice/d"]
+                .iter()
+                .take(if backlog { 1 } else { 2 })
+            {
+                ack.push(Write::Ack {
+                    client: (*client).into(),
+                    upto: u64::MAX,
+                });
+            }
             mimi_engine::store::commit(e.store.as_ref(), &[&ack])?;
         }
         Ok(())
@@ -303,11 +312,25 @@ pub fn state(
 ) -> anyhow::Result<Vec<Growth>> {
     std::fs::create_dir_all(dir)?;
     let window = 1000;
-    let (b0, t0) = per_message(dir, small, window)?;
-    let (b1, t1) = per_message(dir, large, window)?;
+    let (b0, t0) = per_message(dir, small, window, false)?;
+    let (b1, t1) = per_message(dir, large, window, false)?;
+    let (q0, u0) = per_message(dir, small, window, true)?;
+    let (q1, u1) = per_message(dir, large, window, true)?;
     let mut out = vec![
         Growth::new("message_bytes", "bytes", (small, b0), (large, b1)),
         Growth::new("message_time", "us", (small, t0), (large, t1)),
+        Growth::new(
+            "message_bytes_offline_device",
+            "bytes",
+            (small, q0),
+            (large, q1),
+        ),
+        Growth::new(
+            "message_time_offline_device",
+            "us",
+            (small, u0),
+            (large, u1),
+        ),
     ];
     let empty = rooms_store(dir, 0)?;
     let tenth = (rooms / 10).max(1);
