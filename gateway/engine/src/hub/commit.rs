@@ -413,9 +413,10 @@ impl<C: OpenMlsCrypto> Engine<C> {
         // An external joiner's leaf exists only now.
         let committer_leaf = sender_leaf.or_else(|| {
             r.group
-                .members()
-                .find(|m| client_of(&m.credential).as_ref() == Some(&committer))
-                .map(|m| m.index.u32())
+                .treesync()
+                .full_leaves()
+                .find(|(_, leaf)| client_of(leaf.credential()).as_ref() == Some(&committer))
+                .map(|(i, _)| i.u32())
         });
         r.row.group_info = stored_group_info(
             &self.crypto,

@@ -103,7 +103,7 @@ pub(crate) struct Derived {
     key: (u64, usize),
     committed: Result<Arc<RoomPolicy>, PolicyRefusal>,
     effective: Result<Arc<RoomPolicy>, PolicyRefusal>,
-    /// (leaf index, user) of every member.
+    /// (leaf index, user) of every member, in leaf order.
     leaves: Arc<[(LeafNodeIndex, Option<UserUri>)]>,
     /// Positions in the effective participant list, sorted by user (the first entry of a
     /// user first): binary search instead of a scan per lookup.
@@ -169,7 +169,10 @@ impl HubRoom {
     fn derived<R>(&self, f: impl FnOnce(&Derived) -> R) -> R {
         let key = (self.epoch(), self.pending.len());
         let mut d = self.derived.borrow_mut();
-        if d.as_ref().is_none_or(|d| d.key != key) {
+        if d.as_ref().is_some_and(|d| d.key != key) {
+            *d = None;
+        }
+        f(d.get_or_insert_with(|| {
             let committed = policy::read_policy(|id| self.dict_get(id)).map(Arc::new);
             let effective = committed.clone().and_then(|c| {
                 if self.pending.iter().any(|r| r.list_update.is_some()) {
@@ -189,16 +192,15 @@ impl HubRoom {
                 |p| sorted_positions(&p.participants.participants, |x| Some(x.user.as_str())),
             );
             let members = sorted_positions(&leaves, |(_, u)| u.as_ref().map(UserUri::as_str));
-            *d = Some(Derived {
+            Derived {
                 key,
                 committed,
                 effective,
                 leaves,
                 by_user,
                 members,
-            });
-        }
-        f(d.as_ref().expect("computed above"))
+            }
+        }))
     }
 
     /// The committed policy.

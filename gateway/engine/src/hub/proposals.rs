@@ -2,7 +2,6 @@
 //! attributed to a member whose user the caller speaks for, checked against the room policy
 //! with the proposals accepted before it this epoch, then queued and fanned out.
 
-use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use mimi_proto::client_api::DeliveryKind;
@@ -171,11 +170,14 @@ impl<C: OpenMlsCrypto> Engine<C> {
         let before = r
             .effective_policy()
             .map_err(|e| Rejected::Policy(e.to_string()))?;
-        let members: BTreeMap<u32, Option<UserUri>> = r
-            .member_users()
-            .iter()
-            .map(|(i, u)| (i.u32(), u.clone()))
-            .collect();
+        // (leaf index, user), in leaf order: looked up by binary search, not copied.
+        let members = r.member_users();
+        let member_at = |leaf: u32| {
+            members
+                .binary_search_by_key(&leaf, |(i, _)| i.u32())
+                .ok()
+                .map(|k| &members[k].1)
+        };
         let mut policy = (*before).clone();
         let mut out = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
@@ -215,7 +217,7 @@ impl<C: OpenMlsCrypto> Engine<C> {
             let (mut transitions, mut removes, mut adds, mut list_update) =
                 (Vec::new(), Vec::new(), Vec::new(), None);
             match qp.proposal() {
-                Proposal::Remove(rp) => removes.push(user_str(members.get(&rp.removed().u32()))),
+                Proposal::Remove(rp) => removes.push(user_str(member_at(rp.removed().u32()))),
                 Proposal::SelfRemove => removes.push(actor.to_string()),
                 Proposal::Add(ap) => adds.push(
                     user_of(ap.key_package().leaf_node().credential())
