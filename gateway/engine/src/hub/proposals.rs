@@ -2,7 +2,6 @@
 //! attributed to a member whose user the caller speaks for, checked against the room policy
 //! with the proposals accepted before it this epoch, then queued and fanned out.
 
-
 use bytes::Bytes;
 use mimi_proto::client_api::DeliveryKind;
 use mimi_proto::codec::Wire;
