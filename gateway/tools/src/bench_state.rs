@@ -196,10 +196,12 @@ fn per_message(dir: &Path, history: u64, window: u64, backlog: bool) -> anyhow::
         if i % 100 == 99 {
             // The clients acknowledge what they received.
             let mut ack = WriteBatch::default();
-            for client in ["bob/d", "alice/d"]
-                .iter()
-                .take(if backlog { 1 } else { 2 })
-            {
+            let acking: &[&str] = if backlog {
+                &["bob/d"]
+            } else {
+                &["bob/d", "alice/d"]
+            };
+            for client in acking {
                 ack.push(Write::Ack {
                     client: (*client).into(),
                     upto: u64::MAX,
